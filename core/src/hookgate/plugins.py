@@ -342,7 +342,7 @@ class PluginRegistry:
             # each name keeps its own registration.
             if "already registered" not in str(error):
                 raise
-            plugin = _Alias(plugin)
+            plugin = _Alias(plugin, self.manager)
             self.manager.register(plugin, name=record.name)
         except pluggy.PluginValidationError as error:
             # pluggy may have attached some of the plugin's hooks before it found the
@@ -499,14 +499,16 @@ class _Alias:
     """Stands in for a plugin object already registered under another name.
 
     pluggy keys registrations by object identity, so one object cannot carry two
-    names; this thin proxy gives the second name its own identity.
+    names; this thin proxy gives the second name its own identity. It copies the
+    target's bound hook methods into its own `__dict__` because pluggy 1.7 finds
+    hooks with `inspect.getattr_static`, which never calls `__getattr__`.
     """
 
-    def __init__(self, target: object) -> None:
+    def __init__(self, target: object, manager: pluggy.PluginManager) -> None:
         self._target = target
-
-    def __dir__(self) -> list[str]:
-        return dir(self._target)
+        for attribute in dir(target):
+            if manager.parse_hookimpl_opts(target, attribute) is not None:
+                setattr(self, attribute, getattr(target, attribute))
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self._target, attribute)
