@@ -437,9 +437,9 @@ class PluginRegistry:
             return None
         try:
             result = call.function()
+            return dict(result) if result is not None else None
         except Exception as error:  # noqa: BLE001 - shown in the listing instead
             return {"error": f"logger_health raised {type(error).__name__}: {error}"}
-        return dict(result) if result is not None else None
 
     def add_routes(self, name: str, app: Any) -> None:
         """Call plugin `name`'s `logger_routes` with the proxy's application."""
