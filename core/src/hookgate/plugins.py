@@ -308,7 +308,14 @@ class PluginRegistry:
         finally:
             record.import_ms = (time.perf_counter() - started) * 1000
 
-        plugin = loaded() if inspect.isclass(loaded) else loaded
+        try:
+            plugin = loaded() if inspect.isclass(loaded) else loaded
+        except Exception as error:  # noqa: BLE001 - any error in third-party code
+            self._fail(record, f"creating {entry_point.value}() raised "
+                       f"{type(error).__name__}: {error}; a plugin class must be creatable "
+                       f"with no arguments; report it to the authors of {record.distribution}")
+            return record
+
         self._attach(record, plugin)
         return record
 
