@@ -188,6 +188,13 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
         pass  # The loop is closed: nobody waits for this result any more.
 
 
+def _discard_outcome(task: asyncio.Future[Any]) -> None:
+    # Retrieve the exception of an abandoned task so that asyncio does not log
+    # "exception was never retrieved"; its timeout is already counted and logged.
+    if not task.cancelled():
+        task.exception()
+
+
 class _TimeoutRecorded(Exception):
     """A sync hook timed out and the timeout is already counted and logged."""
 
@@ -414,18 +421,37 @@ class Dispatcher:
         kwargs = call.bind(arguments)
         try:
             if call.is_async:
-                await asyncio.wait_for(call.function(**kwargs), timeout)
+                await self._run_async(lane, call, kwargs, timeout, call_id)
             else:
                 await self._run_sync(lane, call, kwargs, timeout, call_id, wait_for_thread)
-        except asyncio.TimeoutError:
-            self._record_timeout(lane, call, call_id, timeout)
-            return False
         except _TimeoutRecorded:
             return False
         except Exception as error:  # noqa: BLE001 - a plugin's error must not escape
             self._record_error(lane, call, call_id, f"{type(error).__name__}: {error}", error)
             return False
         return True
+
+    async def _run_async(self, lane: _Lane, call: HookCall, kwargs: dict[str, Any],
+                         timeout: float, call_id: str | None) -> None:
+        # asyncio.wait rather than asyncio.wait_for: since Python 3.11 a TimeoutError
+        # raised by the plugin itself (aiohttp's and socket timeouts are subclasses)
+        # looks the same as wait_for's own, and it must count as the plugin's error,
+        # not as a hook timeout. wait_for would also wait without limit for a
+        # coroutine that ignores its cancellation.
+        task = asyncio.ensure_future(call.function(**kwargs))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if done:
+            task.result()
+            return
+
+        task.cancel()
+        task.add_done_callback(_discard_outcome)
+        self._record_timeout(lane, call, call_id, timeout)
+        raise _TimeoutRecorded
 
     async def _run_sync(self, lane: _Lane, call: HookCall, kwargs: dict[str, Any],
                         timeout: float, call_id: str | None, wait_for_thread: bool) -> None:

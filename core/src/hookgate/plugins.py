@@ -421,12 +421,19 @@ class PluginRegistry:
             try:
                 result = call.function(**call.bind(arguments))
                 if inspect.isawaitable(result):
-                    await asyncio.wait_for(result, timeout)
+                    # asyncio.wait, not wait_for: a TimeoutError raised by the plugin
+                    # itself must be reported as its error, not as a setup timeout.
+                    task = asyncio.ensure_future(result)
+                    done, _ = await asyncio.wait({task}, timeout=timeout)
+                    if not done:
+                        task.cancel()
+                        self.fail(name, f"logger_setup did not finish within {timeout:g} s; "
+                                  f"check that the backend in callback_settings.{name} "
+                                  "is reachable")
+                        return record
+                    task.result()
             except NotConfigured as error:
                 self.fail(name, f"not configured: {error}", status=PluginStatus.NOT_CONFIGURED)
-                return record
-            except asyncio.TimeoutError:
-                self.fail(name, f"logger_setup timed out after {timeout:.0f} s")
                 return record
             except Exception as error:  # noqa: BLE001 - a plugin's error must not escape
                 self.fail(name, f"logger_setup raised {type(error).__name__}: {error}; "
