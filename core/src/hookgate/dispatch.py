@@ -22,6 +22,7 @@ does the per-request skipping with no allocation that grows with the header valu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -386,10 +387,12 @@ class Dispatcher:
         return groups
 
     def stats(self) -> dict[str, PluginStats]:
-        """A snapshot of every active plugin's counters."""
-        for lane in self._lanes.values():
+        """A snapshot of every active plugin's counters (copies that do not change later)."""
+        snapshot = {}
+        for name, lane in self._lanes.items():
             lane.stats.backlog = lane.queue.qsize() + lane.in_flight
-        return {name: lane.stats for name, lane in self._lanes.items()}
+            snapshot[name] = dataclasses.replace(lane.stats)
+        return snapshot
 
     # Workers
 
