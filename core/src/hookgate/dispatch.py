@@ -168,7 +168,7 @@ class _SyncRunner:
                 function, future = self._jobs.pop(0)
             try:
                 result = function()
-            except BaseException as error:  # noqa: BLE001 - handed to the awaiting task
+            except BaseException as error:  # handed to the awaiting task
                 _resolve(future, None, error)
             else:
                 _resolve(future, result, None)
@@ -429,7 +429,7 @@ class Dispatcher:
                 await self._run_sync(lane, call, kwargs, timeout, call_id, wait_for_thread)
         except _TimeoutRecorded:
             return False
-        except Exception as error:  # noqa: BLE001 - a plugin's error must not escape
+        except Exception as error:  # a plugin's error must not escape
             self._record_error(lane, call, call_id, f"{type(error).__name__}: {error}", error)
             return False
         return True

@@ -152,12 +152,29 @@ def _distribution_of(entry_point: importlib.metadata.EntryPoint) -> tuple[str | 
     return dist.metadata["Name"], dist.version
 
 
+def _declared_requirement(entry_point: importlib.metadata.EntryPoint,
+                          module: str) -> str | None:
+    """Return the entry point's distribution's requirement named like `module`, if any.
+
+    Matches names the way distribution names are compared (case, '-', '_' and '.'
+    ignored), so module `yaml` does not match `PyYAML`; that case gets the generic fix.
+    """
+    dist = getattr(entry_point, "dist", None)
+    for requirement in (dist.requires or []) if dist is not None else []:
+        specification = requirement.split(";")[0].strip()
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", specification)
+        if match and _normalize(match.group()) == _normalize(module):
+            return specification
+    return None
+
+
 def _normalize(distribution: str | None) -> str:
     return re.sub(r"[-_.]+", "-", distribution or "").lower()
 
 
 def _env_names(variable: str) -> set[str]:
-    return {item.strip().lower() for item in os.environ.get(variable, "").split(",") if item.strip()}
+    items = os.environ.get(variable, "").split(",")
+    return {item.strip().lower() for item in items if item.strip()}
 
 
 def strict_mode() -> bool:
@@ -294,13 +311,13 @@ class PluginRegistry:
         try:
             loaded = entry_point.load()
         except ModuleNotFoundError as error:
-            self._fail(record, self._describe_missing_module(record, error))
+            self._fail(record, self._describe_missing_module(record, entry_point, error))
             return record
         except ImportError as error:
             self._fail(record, f"import of {entry_point.value} failed: {error}; "
                        f"reinstall {record.distribution} or report it to its authors")
             return record
-        except Exception as error:  # noqa: BLE001 - any error in third-party import code
+        except Exception as error:  # any error in third-party import code
             self._fail(record, f"loading {entry_point.value} raised "
                        f"{type(error).__name__}: {error}; report it to the authors of "
                        f"{record.distribution}")
@@ -310,7 +327,7 @@ class PluginRegistry:
 
         try:
             plugin = loaded() if inspect.isclass(loaded) else loaded
-        except Exception as error:  # noqa: BLE001 - any error in third-party code
+        except Exception as error:  # any error in third-party code
             self._fail(record, f"creating {entry_point.value}() raised "
                        f"{type(error).__name__}: {error}; a plugin class must be creatable "
                        f"with no arguments; report it to the authors of {record.distribution}")
@@ -435,7 +452,7 @@ class PluginRegistry:
             except NotConfigured as error:
                 self.fail(name, f"not configured: {error}", status=PluginStatus.NOT_CONFIGURED)
                 return record
-            except Exception as error:  # noqa: BLE001 - a plugin's error must not escape
+            except Exception as error:  # a plugin's error must not escape
                 self.fail(name, f"logger_setup raised {type(error).__name__}: {error}; "
                           f"check callback_settings.{name} in the config")
                 return record
@@ -452,7 +469,7 @@ class PluginRegistry:
         try:
             result = call.function()
             return dict(result) if result is not None else None
-        except Exception as error:  # noqa: BLE001 - shown in the listing instead
+        except Exception as error:  # shown in the listing instead
             return {"error": f"logger_health raised {type(error).__name__}: {error}"}
 
     def add_routes(self, name: str, app: Any) -> None:
@@ -462,7 +479,7 @@ class PluginRegistry:
             return
         try:
             call.function(**call.bind({"app": app}))
-        except Exception as error:  # noqa: BLE001 - a plugin's error must not escape
+        except Exception as error:  # a plugin's error must not escape
             self.fail(name, f"logger_routes raised {type(error).__name__}: {error}")
 
     # Failures
@@ -491,16 +508,26 @@ class PluginRegistry:
         if self.strict and status is PluginStatus.FAILED:
             raise PluginLoadError(f"plugin {name!r} failed: {message}")
 
-    def _describe_missing_module(self, record: PluginRecord, error: ModuleNotFoundError) -> str:
+    def _describe_missing_module(self, record: PluginRecord,
+                                 entry_point: importlib.metadata.EntryPoint,
+                                 error: ModuleNotFoundError) -> str:
         own_module = (record.module or "").split(":")[0].split(".")[0]
         missing = error.name or str(error)
-        if missing.split(".")[0] == own_module:
+        top_level = missing.split(".")[0]
+        if top_level == own_module:
             return (f"module {missing!r} not found: {record.distribution} is installed "
                     f"incompletely; reinstall it (`pip install --force-reinstall "
                     f"{record.distribution}`)")
-        return (f"missing dependency: module {missing!r} is not installed; install it "
-                f"(`pip install {missing.split('.')[0]}`) or reinstall {record.distribution} "
-                "with its dependencies")
+
+        requirement = _declared_requirement(entry_point, top_level)
+        if requirement is not None:
+            return (f"missing dependency: module {missing!r} is not installed, but "
+                    f"{record.distribution} requires {requirement!r}; install it "
+                    f"(`pip install '{requirement}'`)")
+        return (f"missing dependency: module {missing!r} is not installed and "
+                f"{record.distribution} does not declare a dependency that provides it; "
+                f"install the distribution that provides {top_level!r} (often "
+                f"`pip install {top_level}`) and tell the authors of {record.distribution}")
 
     def _describe_source(self, name: str) -> str:
         record = self._records[name]
