@@ -334,17 +334,18 @@ class Dispatcher:
     def resolve(self, names: Iterable[str]) -> DisableResult:
         """Split the names a request asked to disable into applied and ignored ones.
 
-        Expects names already trimmed and lowercased. Costs one set lookup per name.
+        Expects names already trimmed and lowercased. Costs one dict lookup per name.
+        Each ignored name is reported once, in the order first given.
         """
         disabled = set()
-        unknown = []
-        required = []
+        unknown: dict[str, None] = {}
+        required: dict[str, None] = {}
         for name in names:
             lane = self._lanes.get(name)
             if lane is None:
-                unknown.append(name)
+                unknown[name] = None
             elif lane.settings.required:
-                required.append(name)
+                required[name] = None
             else:
                 disabled.add(name)
         return DisableResult(frozenset(disabled), tuple(unknown), tuple(required))
