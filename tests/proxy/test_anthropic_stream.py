@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-
 from hookgate_proxy.providers.anthropic_stream import SSEEvent, SSEParser, StreamTranslator
 from hookgate_proxy.providers.base import ProviderError
 
