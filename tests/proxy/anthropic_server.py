@@ -1,15 +1,19 @@
 """A loopback stand-in for the Anthropic Messages API, for tests.
 
-`AnthropicServer` runs an aiohttp server on 127.0.0.1 in its own thread, so both synchronous
-and asynchronous tests (and a `hookgate serve` subprocess) can call it. It rejects requests the
-way the real API does for the rules a translation can break: the `x-api-key` and
-`anthropic-version` headers, required and unknown body fields, alternating roles starting with
-user, empty text, tool definitions and tool choice, and `tool_result` blocks that must answer
-the `tool_use` blocks of the previous turn. Rejections use the Anthropic error JSON with the
-same status codes as the real API; the message texts are our own.
+`AnthropicServer` runs an aiohttp server on 127.0.0.1 in its own thread, so synchronous
+tests, asynchronous tests and a `hookgate serve` subprocess can all call it. It rejects the
+requests that a translation bug would produce, as the real API does:
+- a missing or wrong `x-api-key` (401), a missing `anthropic-version` header (400);
+- a missing `max_tokens` or `model`, and any unknown body field (400);
+- empty text, malformed tools or tool choice, and `tool_result` blocks that do not match the
+  `tool_use` blocks of the previous turn (400).
+It is stricter than the real API in one place: roles must alternate starting with user, while
+the real API merges consecutive turns of one role. Rejections use the Anthropic error JSON, but
+the message texts are our own.
 
-Tests queue `Reply` objects; each request takes the next one (or an echo of the last user text
-when none is queued) and gets it as a JSON message or as server-sent events, as it asked.
+Tests queue `Reply` objects. Each request takes the next one, or an echo of the last user text
+when none is queued, and gets it as one JSON message or as server-sent events if it set
+`stream`.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class RequestRejected(Exception):
 
 @dataclass
 class Reply:
-    """One scripted answer: message content, or an error, plus how to deliver it."""
+    """One scripted response (message content or an error) and how to deliver it."""
 
     content: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str = "end_turn"
@@ -151,7 +155,8 @@ class AnthropicServer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        assert self._loop is not None and self._runner is not None and self._thread is not None
+        if self._loop is None or self._runner is None or self._thread is None:
+            return
         stopping = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
         stopping.result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -433,7 +438,7 @@ def check_tool_uses(blocks: list[dict[str, Any]], where: str) -> set[str]:
 
 
 def check_tool_results(blocks: list[dict[str, Any]], open_ids: set[str], where: str) -> None:
-    """Reject tool results that do not answer exactly the previous turn's tool_use ids."""
+    """Reject tool results that do not match exactly the previous turn's tool_use ids."""
     result_ids = [block.get("tool_use_id") for block in blocks if block["type"] == "tool_result"]
     unexpected = [tool_id for tool_id in result_ids if tool_id not in open_ids]
     if unexpected:

@@ -1,7 +1,7 @@
 """The `anthropic/` provider: chat completions served by the Anthropic Messages API.
 
-The translation rules live in `anthropic_translate` (requests, answers, errors) and
-`anthropic_stream` (server-sent events); this module only does the HTTP calls.
+The translation rules live in `anthropic_translate` (requests, responses and errors) and in
+`anthropic_stream` (server-sent events). This module only makes the HTTP calls.
 """
 
 from __future__ import annotations
@@ -41,11 +41,13 @@ API_KEY_ENV = "ANTHROPIC_API_KEY"
 class AnthropicProvider:
     """Serve chat completions from the Anthropic Messages API.
 
-    `session` belongs to the caller, who closes it; one provider serves every `anthropic/`
-    deployment. Per deployment: `api_base` (default https://api.anthropic.com; a base ending
-    in `/v1` or `/v1/messages` is accepted too), `api_key` (default: the ANTHROPIC_API_KEY
-    environment variable), `timeout`, and `max_tokens` in the extra `litellm_params` as the
-    default for requests that set none.
+    One provider serves every `anthropic/` deployment. `session` belongs to the caller, who
+    closes it. Each deployment sets:
+    - `api_base`: default https://api.anthropic.com. A base ending in `/v1` or `/v1/messages`
+      is accepted too.
+    - `api_key`: default is the ANTHROPIC_API_KEY environment variable.
+    - `timeout`: seconds for the whole response, or between two pieces of a stream.
+    - `max_tokens` in the other `litellm_params`: used for requests that set none.
     """
 
     def __init__(self, session: aiohttp.ClientSession, name: str = PROVIDER) -> None:
@@ -84,7 +86,7 @@ class AnthropicProvider:
                                       include_usage=bool(stream_options.get("include_usage")))
         parser = SSEParser()
         # `sock_read` bounds the wait for each piece of the stream rather than the whole
-        # answer, because a long answer may take longer than the timeout in total.
+        # response, because a long response may take longer than the timeout in total.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=deployment.timeout,
                                         sock_read=deployment.timeout)
 
@@ -119,7 +121,7 @@ class AnthropicProvider:
                             error_type="invalid_request_error", provider=PROVIDER, param="model")
 
     async def aclose(self) -> None:
-        """Do nothing: the provider holds no resources beyond the caller's session."""
+        """Do nothing, because the only resource the provider uses is the caller's session."""
 
     def _build_request(self, deployment: Deployment, body: dict[str, Any], *,
                        stream: bool) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """Parse Anthropic server-sent events and turn them into OpenAI chat completion chunks, without I/O.
 
-`SSEParser` follows the WHATWG server-sent events parsing rules (any of CRLF, LF or CR ends a
-line, `data` lines of one event are joined with LF, lines starting with `:` are comments, an
-event is dispatched at a blank line so an unterminated one at the end is discarded), and accepts
-its input in arbitrary pieces, including pieces that split a line or a UTF-8 character.
+`SSEParser` follows the server-sent events parsing rules of the WHATWG HTML standard:
+- any of CRLF, LF or CR ends a line;
+- the `data` lines of one event are joined with LF, and lines starting with `:` are comments;
+- a blank line dispatches the event, so an unterminated event at the end is discarded.
+It accepts its input in arbitrary pieces, including pieces that split a line or a UTF-8
+character.
 `StreamTranslator` turns the decoded Messages API events into `chat.completion.chunk` dicts.
 """
 
@@ -64,8 +66,8 @@ class SSEParser:
     def close(self) -> list[SSEEvent]:
         """Process the end of the stream and return the events it completed.
 
-        Only a final CR line ending can complete an event here, because `feed` holds a CR at
-        the end of its input back in case an LF follows.
+        Only a final CR line ending can complete an event here, because `feed` keeps a CR at
+        the end of its input unprocessed in case an LF follows.
         """
         if self._buffer.endswith("\r"):
             return self.feed(b"\n")

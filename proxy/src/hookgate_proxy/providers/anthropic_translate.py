@@ -32,10 +32,9 @@ FINISH_REASONS = {
 
 OVERLOADED_STATUS = 529
 OVERLOADED_CLIENT_STATUS = 503
-"""Anthropic reports overload with the non-standard HTTP 529. Clients get 503 instead, because
-503 is the standard status for a temporarily unavailable upstream and HTTP clients, load
-balancers and the OpenAI SDK retry logic all know it. The error keeps `overloaded_error` as its
-type and code, so the cause stays visible."""
+"""Anthropic reports overload with HTTP 529, which no HTTP standard defines. Clients get 503
+instead, the standard status for a server that is temporarily overloaded (RFC 9110, section
+15.6.4). The error keeps `overloaded_error` as its type and code, so the cause stays visible."""
 
 PASSTHROUGH_FIELDS = ("top_k",)
 """Anthropic-only request fields that a client may send in an OpenAI request."""
@@ -344,7 +343,7 @@ def _move_tool_results_first(turn: dict[str, Any]) -> None:
 
 
 def _strip_final_assistant_whitespace(turns: list[dict[str, Any]]) -> None:
-    # A final assistant turn is a prefill of the answer, and the API rejects a prefill that
+    # A final assistant turn is a prefill of the response, and the API rejects a prefill that
     # ends with whitespace.
     last = turns[-1]
     if last["role"] != "assistant" or last["content"][-1]["type"] != "text":
