@@ -115,6 +115,17 @@ async def test_chat_default_max_tokens_from_deployment(provider: AnthropicProvid
     assert upstream.requests[0].body["max_tokens"] == 321
 
 
+async def test_chat_version_and_extra_headers(provider: AnthropicProvider,
+                                             upstream: Any) -> None:
+    extra = {"api_version": "2023-01-01",
+             "extra_headers": {"Anthropic-Beta": "tools-2024", "X-Api-Key": "sk-ant-other"}}
+    await provider.chat(deployment(upstream, extra=extra), body())
+    headers = upstream.requests[0].headers
+    assert headers["anthropic-version"] == "2023-01-01"
+    assert headers["anthropic-beta"] == "tools-2024"
+    assert headers["x-api-key"] == KEY
+
+
 async def test_chat_api_key_from_environment(provider: AnthropicProvider, upstream: Any,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)

@@ -48,6 +48,11 @@ class AnthropicProvider:
     - `api_key`: default is the ANTHROPIC_API_KEY environment variable.
     - `timeout`: seconds for the whole response, or between two pieces of a stream.
     - `max_tokens` in the other `litellm_params`: used for requests that set none.
+    - `api_version` in the other `litellm_params`: the `anthropic-version` header, default
+      2023-06-01.
+    - `extra_headers` in the other `litellm_params`: more headers to send, such as
+      `anthropic-beta`. They cannot replace `x-api-key`, `anthropic-version` or
+      `content-type`.
     """
 
     def __init__(self, session: aiohttp.ClientSession, name: str = PROVIDER) -> None:
@@ -137,12 +142,14 @@ class AnthropicProvider:
             raise ProviderError(f"no API key for anthropic deployment {deployment.model_name!r}: "
                                 f"set litellm_params.api_key or {API_KEY_ENV}", status_code=500,
                                 error_type="configuration_error", provider=PROVIDER)
-        headers = {
+        headers = {str(name).lower(): str(value)
+                   for name, value in (deployment.extra.get("extra_headers") or {}).items()}
+        headers.update({
             "x-api-key": api_key,
-            "anthropic-version": API_VERSION,
+            "anthropic-version": str(deployment.extra.get("api_version") or API_VERSION),
             "content-type": "application/json",
             "accept": "text/event-stream" if stream else "application/json",
-        }
+        })
         return {
             "url": messages_url(deployment.api_base),
             "data": json.dumps(payload, ensure_ascii=False).encode(),
