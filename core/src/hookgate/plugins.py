@@ -397,6 +397,10 @@ class PluginRegistry:
             hook_name = options.get("specname") or attribute
             source = f"{name}: {getattr(function, '__qualname__', attribute)}{_signature(function)}"
 
+            if options.get("hookwrapper") or options.get("wrapper"):
+                return (f"{source} is marked as a hook wrapper, but hookgate calls each "
+                        "plugin on its own, so there is nothing to wrap; remove "
+                        "wrapper=True or hookwrapper=True")
             if hook_name not in HOOK_PARAMETERS:
                 known = ", ".join(sorted(HOOK_PARAMETERS))
                 return f"{source} implements unknown hook {hook_name!r}; hookgate hooks are {known}"
