@@ -198,6 +198,7 @@ class PluginRegistry:
         self._records: dict[str, PluginRecord] = {}
         self._candidates: dict[str, _Candidate] = {}
         self._calls: dict[str, dict[str, HookCall]] = {}
+        self._registered: set[str] = set()
 
     # Records
 
@@ -354,6 +355,13 @@ class PluginRegistry:
             )
         record = PluginRecord(name=name, module=getattr(plugin, "__module__", None))
         self._records[name] = record
+        self._registered.add(name)
+        if name in self.blocked:
+            record.status = PluginStatus.BLOCKED
+            record.error = f"blocked by configuration or {BLOCKED_ENV}; not registered"
+            logger.info("plugin %s blocked: not registered", name)
+            return record
+
         self._attach(record, plugin, strict=True)
         return record
 
