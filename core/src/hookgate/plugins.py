@@ -234,6 +234,13 @@ class PluginRegistry:
                 candidate.entry_points.append(entry_point)
 
         for name in sorted(candidates):
+            if name in self._registered:
+                distributions = ", ".join(
+                    str(_distribution_of(ep)[0]) for ep in candidates[name].entry_points)
+                logger.warning("plugin %s: the entry point in %s is ignored because a plugin "
+                               "registered from Python has this name; rename one of them",
+                               name, distributions)
+                continue
             if name in self._records:
                 continue
             self._candidates[name] = candidates[name]
