@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-
 from hookgate import LaneSettings, hookimpl
 from hookgate.testing import DispatchHarness, RecordingLogger, make_event
 

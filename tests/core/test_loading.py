@@ -152,6 +152,13 @@ def test_same_distribution_twice_is_no_conflict(conflict_env, tmp_path):
     assert result["delivered"] == {"twice": 3}
 
 
+def test_python_registration_shadows_entry_point(plugin_env):
+    process = plugin_env.run(SHADOW_SCRIPT)
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.split() == ["None", "log_success"]
+    assert "entry point in hookgate-good is ignored" in process.stderr
+
+
 # Loads one plugin with the environment's HOOKGATE_STRICT_PLUGINS setting.
 LOAD_ONE = """
 import sys
@@ -175,3 +182,18 @@ for dist in distributions():
             print(dist.metadata["Name"], entry_point.value)
 """
 
+
+# Registers an in-house logger under `good`, the name that hookgate-good declares,
+# then discovers: the installed one must be named in a warning, not silently dropped.
+SHADOW_SCRIPT = """
+import logging
+from hookgate import PluginRegistry
+from hookgate.testing import RecordingLogger
+
+logging.basicConfig(level=logging.WARNING)
+registry = PluginRegistry()
+registry.register(RecordingLogger(), "good")
+registry.discover()
+record = registry.record("good")
+print(record.distribution, registry.hook_call("good", "log_success").hook_name)
+"""
