@@ -150,6 +150,7 @@ class _SyncRunner:
     def __init__(self, name: str) -> None:
         self._jobs: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
         self._ready = threading.Condition()
+        self._stopping = False
         self._thread = threading.Thread(target=self._work, name=f"hookgate-{name}", daemon=True)
         self._thread.start()
 
@@ -160,11 +161,19 @@ class _SyncRunner:
             self._ready.notify()
         return future
 
+    def stop(self) -> None:
+        """Let the thread exit once it has run the jobs already queued."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+
     def _work(self) -> None:
         while True:
             with self._ready:
-                while not self._jobs:
+                while not self._jobs and not self._stopping:
                     self._ready.wait()
+                if not self._jobs:
+                    return
                 function, future = self._jobs.pop(0)
             try:
                 result = function()
@@ -222,6 +231,10 @@ class _Lane:
         if self._runner is None:
             self._runner = _SyncRunner(self.name)
         return self._runner
+
+    def stop_runner(self) -> None:
+        if self._runner is not None:
+            self._runner.stop()
 
 
 class Dispatcher:
@@ -312,6 +325,8 @@ class Dispatcher:
                              lane.name, left)
         await asyncio.gather(*(lane.task for lane in self._lanes.values() if lane.task),
                              return_exceptions=True)
+        for lane in self._lanes.values():
+            lane.stop_runner()
         logger.info("dispatch stopped: %s", "all events delivered" if report.complete
                     else f"undelivered {report.undelivered}, flush failed {report.flush_failed}")
         return report
