@@ -319,6 +319,19 @@ def test_close_reports_undelivered(caplog):
                for record in error_records(caplog, "gate"))
 
 
+def test_close_ends_worker_threads():
+    harness = DispatchHarness()
+    harness.add(RecordingLogger(), "threaded")
+    harness.send(make_event())
+    harness.drain()
+    [thread] = [t for t in threading.enumerate() if t.name == "hookgate-threaded"]
+
+    harness.close()
+    thread.join(5)
+
+    assert not thread.is_alive()
+
+
 def test_send_after_close_is_dropped():
     recorder = RecordingLogger()
     harness = DispatchHarness()
