@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from hookgate import CallEvent, hookimpl
 
 __all__ = [
@@ -340,10 +339,10 @@ class _FakeOpenAIHandler(BaseHTTPRequestHandler):
     upstream: FakeOpenAIServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # Keep test output clean; the recorded requests are the log.
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         self._record(None)
         if self.path.rstrip("/").endswith("/models"):
             self._send_json(200, {"object": "list", "data": [
@@ -352,7 +351,7 @@ class _FakeOpenAIHandler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error",
                                             "param": None, "code": None}})
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)
         try:

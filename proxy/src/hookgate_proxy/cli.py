@@ -1,0 +1,193 @@
+"""The `hookgate` command: `serve`, `plugins` and `plugin new`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+# Passed from `hookgate serve --workers N` to each worker process.
+CONFIG_ENV = "HOOKGATE_CONFIG"
+ADDRESS_ENV = "HOOKGATE_ADDRESS"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `hookgate` command line and return its exit code."""
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    if not hasattr(arguments, "run"):
+        parser.print_help()
+        return 2
+    return int(arguments.run(arguments))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hookgate", description="OpenAI-compatible LLM gateway with pluggable loggers.")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the proxy server")
+    serve.add_argument("--config", metavar="FILE",
+                       help="LiteLLM-format config.yaml; without it every model name is "
+                            "served by the mock provider and calls are logged to a JSONL file")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                       "(default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=4000, help="TCP port (default: 4000)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes, each with its own loggers (default: 1)")
+    serve.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="at SIGTERM, seconds to let in-flight requests finish "
+                            "(default: 30); loggers then get "
+                            "hookgate_settings.shutdown_timeout to flush")
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"],
+                       help="log level (default: info)")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log one line per request (off by default: it costs throughput)")
+    serve.set_defaults(run=_serve)
+
+    plugins = commands.add_parser("plugins", help="list every installed logger plugin")
+    plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    plugins.set_defaults(run=_plugins)
+
+    plugin = commands.add_parser("plugin", help="work on a logger plugin package")
+    plugin_commands = plugin.add_subparsers(title="plugin commands", metavar="COMMAND")
+    new = plugin_commands.add_parser("new", help="create a new plugin package")
+    new.add_argument("name", help="the plugin's name (its entry-point name)")
+    new.add_argument("--dir", default=".", metavar="DIR",
+                     help="directory to create the package in (default: current)")
+    new.set_defaults(run=_plugin_new)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# serve
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    _configure_logging(arguments.log_level)
+    from hookgate_proxy.config import ConfigError
+
+    address = f"http://{_url_host(arguments.host)}:{arguments.port}"
+    try:
+        config = _load(arguments.config)
+        if arguments.workers > 1:
+            return _serve_workers(arguments, address)
+        from hookgate_proxy.app import create_app
+
+        app = create_app(config, address=address)
+    except ConfigError as error:
+        logger.error("%s", error)
+        return 1
+
+    server = _Server(uvicorn.Config(
+        app, host=arguments.host, port=arguments.port, log_config=None,
+        log_level=arguments.log_level, access_log=arguments.access_log, lifespan="on",
+        timeout_graceful_shutdown=arguments.graceful_timeout, server_header=False))
+    server.run()
+    return 0 if server.started else 3
+
+
+def _load(path: str | None) -> object:
+    from hookgate_proxy.config import default_config, load_config
+
+    return load_config(path) if path else default_config()
+
+
+def _serve_workers(arguments: argparse.Namespace, address: str) -> int:
+    # Each worker imports the app through the factory below, which reads these.
+    os.environ[CONFIG_ENV] = str(Path(arguments.config).resolve()) if arguments.config else ""
+    os.environ[ADDRESS_ENV] = address
+    uvicorn.run("hookgate_proxy.cli:worker_app", factory=True, host=arguments.host,
+                port=arguments.port, workers=arguments.workers, log_config=None,
+                log_level=arguments.log_level, access_log=arguments.access_log,
+                timeout_graceful_shutdown=arguments.graceful_timeout, server_header=False)
+    return 0
+
+
+def worker_app() -> object:
+    """Build the app in a worker process of `hookgate serve --workers N`."""
+    from hookgate_proxy.app import create_app
+
+    config = _load(os.environ.get(CONFIG_ENV) or None)
+    return create_app(config, address=os.environ.get(ADDRESS_ENV))  # type: ignore[arg-type]
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, exiting with 0 after a SIGTERM that shut it down cleanly.
+
+    uvicorn re-raises a captured SIGTERM after its graceful shutdown, so the process
+    would end with status 143 even when every request finished and every logger
+    flushed, and a supervisor would read that as a crash.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM and sig in self._captured_signals:
+            self._captured_signals.remove(sig)
+            logger.info("SIGTERM received: finishing in-flight requests, then flushing "
+                        "the loggers")
+
+
+# plugins
+
+
+def _plugins(arguments: argparse.Namespace) -> int:
+    _configure_logging("warning")
+    from hookgate import PluginRegistry
+
+    registry = PluginRegistry(strict=False)
+    records = registry.load_all()
+    if arguments.json:
+        print(json.dumps([record.as_dict() for record in records], indent=2))
+        return 0
+    if not records:
+        print("no logger plugins installed (entry-point group hookgate.callbacks)")
+        return 0
+    for record in records:
+        source = f"{record.distribution} {record.version}" if record.distribution else "-"
+        print(f"{record.name:<20} {record.status.value:<15} {source}")
+        if record.hooks:
+            print(f"{'':<20} hooks: {', '.join(record.hooks)}")
+        if record.error:
+            print(f"{'':<20} error: {record.error}")
+    return 0
+
+
+# plugin new
+
+
+def _plugin_new(arguments: argparse.Namespace) -> int:
+    _configure_logging("warning")
+    try:
+        from hookgate_proxy.scaffold import create_plugin_package
+    except ImportError as error:
+        print(f"hookgate plugin new is not available: {error}", file=sys.stderr)
+        return 1
+    try:
+        path = create_plugin_package(arguments.name, Path(arguments.dir))
+    except (ValueError, FileExistsError) as error:
+        print(f"cannot create plugin {arguments.name!r}: {error}", file=sys.stderr)
+        return 1
+    print(f"created {path}")
+    return 0
