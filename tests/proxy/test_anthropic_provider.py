@@ -286,7 +286,20 @@ async def test_stream_error_event(provider: AnthropicProvider, upstream: Any) ->
             received.append(chunk)
     assert caught.value.status_code == 503
     assert caught.value.error_type == "overloaded_error"
-    assert len(received) >= 1
+    # Events before the error: message_start, ping, content_block_start and one text delta.
+    assert [chunk["choices"][0]["delta"] for chunk in received] == [
+        {"role": "assistant", "content": ""}, {"content": "part"}]
+
+
+async def test_stream_closed_early(provider: AnthropicProvider, upstream: Any) -> None:
+    upstream.enqueue(fake.text_reply("a long answer " * 50, piece_size=64))
+    chunks = provider.stream_chat(deployment(upstream), body(stream=True))
+    first = await chunks.__anext__()
+    await chunks.aclose()
+    assert first["choices"][0]["delta"]["role"] == "assistant"
+
+    response = await provider.chat(deployment(upstream), body())
+    assert response["choices"][0]["message"]["content"] == "echo: Hello"
 
 
 async def test_stream_truncated(provider: AnthropicProvider, upstream: Any) -> None:

@@ -67,6 +67,8 @@ def to_anthropic_request(body: Mapping[str, Any], *, default_max_tokens: int = D
     because the Messages API rejects unknown fields with 400. Raises ProviderError (400) for a
     request that cannot be translated without changing its meaning, naming the offending field
     in `param`.
+    `temperature` and `top_p` are sent as they are, so a temperature above 1 (valid for OpenAI,
+    which accepts 0 to 2) gets the Anthropic API's own 400 error.
     """
     model = body.get("model")
     if not isinstance(model, str) or not model:
