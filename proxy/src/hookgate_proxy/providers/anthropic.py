@@ -92,7 +92,8 @@ class AnthropicProvider:
         parser = SSEParser()
         # `sock_read` bounds the wait for each piece of the stream rather than the whole
         # response, because a long response may take longer than the timeout in total.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=deployment.timeout,
+        # `connect` also bounds the wait for a free connection of the session's pool.
+        timeout = aiohttp.ClientTimeout(total=None, connect=deployment.timeout,
                                         sock_read=deployment.timeout)
 
         try:
