@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -127,7 +129,7 @@ def test_rotation_keeps_backups(hookgate_harness, make_event, tmp_path):
         assert file.stat().st_size <= max_bytes, file
     ids = [line["call_id"] for file in kept for line in read_lines(file)]
     assert ids == [event.call_id for event in events[-len(ids):]]
-    assert len(ids) == 8  # 20 events, 3 per file: the current file holds the last 2
+    assert len(ids) == 8  # 20 events, 3 per file: the current file contains the last 2
     assert plugin.logger_health()["rotations"] == 6
 
 
@@ -261,7 +263,7 @@ def test_flush_closes_file(hookgate_harness, make_event, tmp_path):
     assert report.complete
     assert len(read_lines(path)) == 1
     assert plugin.file is not None
-    assert plugin.file._fd is None
+    assert not plugin.file.is_open
 
 
 def test_write_after_flush_reopens(make_event, tmp_path):
@@ -345,3 +347,44 @@ def test_two_names_two_files(hookgate_harness, make_event, tmp_path):
 
     assert [line["call_id"] for line in read_lines(tmp_path / "audit.jsonl")] == [event.call_id]
     assert read_lines(tmp_path / "debug.jsonl") == []
+
+
+WRITER_SCRIPT = """
+import sys
+from hookgate.testing import make_event
+from hookgate_jsonl import JsonlLogger
+
+path, count, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+plugin = JsonlLogger()
+plugin.logger_setup(name="jsonl", settings={"path": path, "max_bytes": 20_000, "backups": 1000})
+for index in range(count):
+    plugin.log_success(event=make_event(params={"writer": tag, "index": index}))
+plugin.logger_flush(timeout=5.0)
+"""
+
+
+def test_processes_share_rotating_file(tmp_path):
+    # Three processes stand for `hookgate serve --workers 3` on one default config.
+    path = tmp_path / "events.jsonl"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER_SCRIPT)
+    count = 150
+
+    processes = [subprocess.Popen([sys.executable, str(script), str(path), str(count), tag])
+                 for tag in ("a", "b", "c")]
+    for process in processes:
+        assert process.wait(timeout=120) == 0
+
+    rotated = sorted(tmp_path.glob("events.jsonl.*"), key=lambda p: -int(p.suffix[1:]))
+    lines = [line for file in [*rotated, path] for line in read_lines(file)]
+    assert len(lines) == 3 * count
+    assert len({(line["params"]["writer"], line["params"]["index"]) for line in lines}) == 3 * count
+    longest = max(len(json.dumps(line, separators=(",", ":"))) + 1 for line in lines)
+    for file in rotated:
+        size = file.stat().st_size
+        assert size <= 20_000, file
+        # A rotated file smaller than this was rotated twice, once by each of two writers.
+        assert size > 20_000 - longest, file
+    for tag in ("a", "b", "c"):
+        indexes = [line["params"]["index"] for line in lines if line["params"]["writer"] == tag]
+        assert indexes == list(range(count))
