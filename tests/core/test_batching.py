@@ -11,6 +11,7 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from hookgate.batching import BatchSender, SendResult, http_post, parse_retry_after, redact_url
 
 

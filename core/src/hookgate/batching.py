@@ -11,7 +11,7 @@ authentication). The sender owns the delivery policy:
 - the buffer is bounded in entries and in bytes. An entry that does not fit is
   dropped and counted, so a dead backend costs bounded memory;
 - 408, 429, 5xx and connection errors are retried with exponential backoff and full
-  jitter, up to `max_attempts` attempts; a `Retry-After` delay is honoured up to
+  jitter, up to `max_attempts` attempts. A `Retry-After` delay is honoured up to
   `max_delay`;
 - 413 splits the batch in halves, each sent on its own; a single entry that is
   still too large is dropped and counted;
@@ -43,6 +43,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 __all__ = [
+    "SENDER_SETTINGS",
     "BatchSender",
     "FlushReport",
     "HttpResponse",
@@ -52,6 +53,7 @@ __all__ = [
     "http_post",
     "parse_retry_after",
     "redact_url",
+    "sender_options",
 ]
 
 logger = logging.getLogger(__name__)
@@ -347,7 +349,7 @@ class BatchSender:
         if report.complete:
             logger.info("%s: %s sent %d entries, none left", self.name, action, report.sent)
             return
-        logger.error("%s: %s deadline passed with %d entries not sent and %d in flight",
+        logger.error("%s: %s ended with %d entries not sent and %d still in flight",
                      self.name, action, report.unsent, report.in_flight)
         keys = report.unsent_keys
         for start in range(0, len(keys), KEYS_PER_LOG_LINE):
@@ -558,6 +560,9 @@ class BatchSender:
             self.credentials_rejected = False
             self.backend_state = "ok"
             if rejected:
+                self.counters.last_error = (f"HTTP {result.status}: {len(rejected)} entries "
+                                            f"rejected: {result.detail or 'no detail'}")
+                self.counters.last_error_time = time.time()
                 self._give_up(rejected, f"HTTP {result.status}: the backend rejected these "
                               f"entries one by one ({result.detail or 'no detail'})")
 
@@ -667,3 +672,38 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+# Settings shared by the plugins that use a BatchSender
+
+SENDER_SETTINGS = {
+    "batch_size": ("max_batch_entries", int, "entries per batch"),
+    "flush_interval": ("flush_interval", float, "seconds an entry may wait for its batch"),
+    "max_queue": ("max_queue_entries", int, "entries buffered before new ones are dropped"),
+    "request_timeout": ("request_timeout", float, "seconds per HTTP request"),
+    "max_attempts": ("max_attempts", int, "send attempts per batch, the first included"),
+    "max_retry_delay": ("max_delay", float, "maximum seconds between two attempts"),
+}
+"""Setting key: (BatchSender argument, type, meaning), for `callback_settings.<name>`."""
+
+
+def sender_options(settings: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Return the BatchSender arguments set by the keys of `SENDER_SETTINGS` in `settings`.
+
+    Raises ValueError naming the key path (`prefix.key`) and the invalid value; a
+    value must be a positive number (a whole one for the counts). Keys not present
+    are left out, so the caller's defaults apply.
+    """
+    options: dict[str, Any] = {}
+    for key, (argument, kind, meaning) in SENDER_SETTINGS.items():
+        if key not in settings:
+            continue
+        value = settings[key]
+        valid = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                 and value > 0 and (kind is float or float(value).is_integer()))
+        if not valid:
+            whole = "a whole number" if kind is int else "a number"
+            raise ValueError(f"{prefix}.{key}: invalid value {value!r}: expected {whole} "
+                             f"greater than 0 ({meaning})")
+        options[argument] = kind(value)
+    return options
