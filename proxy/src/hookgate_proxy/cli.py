@@ -186,7 +186,7 @@ def _plugin_new(arguments: argparse.Namespace) -> int:
         return 1
     try:
         path = create_plugin_package(arguments.name, Path(arguments.dir))
-    except (ValueError, FileExistsError) as error:
+    except (ValueError, OSError) as error:
         print(f"cannot create plugin {arguments.name!r}: {error}", file=sys.stderr)
         return 1
     print(f"created {path}")

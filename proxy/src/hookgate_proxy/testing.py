@@ -49,6 +49,7 @@ __all__ = [
     "free_port",
     "read_records",
     "running_proxy",
+    "wait_for_records",
     "write_plugin_distribution",
 ]
 
@@ -228,6 +229,23 @@ def read_records(path: Path, hook: str | None = None) -> list[dict[str, Any]]:
         return []
     records = [json.loads(line) for line in Path(path).read_text("utf-8").splitlines() if line]
     return [record for record in records if hook is None or record["hook"] == hook]
+
+
+def wait_for_records(path: Path, count: int, hook: str | None = None,
+                     timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Wait until a FileRecorder file has at least `count` records (of `hook`, if given).
+
+    Returns every matching record; raises AssertionError with what arrived on timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read_records(path, hook)
+        if len(records) >= count:
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path}: {len(records)} records of {hook or 'any hook'} "
+                                 f"within {timeout} s, expected {count}: {records}")
+        time.sleep(0.02)
 
 
 def write_plugin_distribution(directory: Path, plugins: Mapping[str, str],
