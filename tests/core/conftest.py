@@ -26,6 +26,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -273,3 +274,9 @@ def conflict_env(tmp_path_factory: pytest.TempPathFactory, wheel_directory: Path
     wheels += [DISTRIBUTIONS[name].build_wheel(wheel_directory) for name in ("good", "twice")]
     environment.install(wheels)
     return environment
+
+
+@pytest.fixture(scope="session")
+def packaging_tools() -> SimpleNamespace:
+    """`Distribution` and `VirtualEnvironment`, for a test that installs its own package."""
+    return SimpleNamespace(Distribution=Distribution, VirtualEnvironment=VirtualEnvironment)
