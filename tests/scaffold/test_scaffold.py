@@ -13,6 +13,7 @@ import venv
 from pathlib import Path
 
 import pytest
+
 from hookgate_proxy.scaffold import (
     InvalidPluginName,
     PackageExists,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from hookgate import LaneSettings, PluginRegistry, PluginStatus
 from hookgate_jsonl import JsonlLogger
 

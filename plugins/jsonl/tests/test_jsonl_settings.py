@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hookgate_jsonl import parse_settings
 from hookgate_jsonl.settings import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES
 

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from hookgate import CallEvent, hookimpl
-
 from hookgate_jsonl.rotating import RotatingJsonlFile
 from hookgate_jsonl.settings import JsonlSettings, parse_settings
 
