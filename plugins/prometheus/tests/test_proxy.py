@@ -1,0 +1,115 @@
+"""The prometheus logger inside a real `hookgate serve`, one worker and two."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+openai = pytest.importorskip("openai")
+proxy_testing = pytest.importorskip("hookgate_proxy.testing")
+
+MASTER_KEY = "sk-test-master"
+
+
+def config(**settings: Any) -> dict[str, Any]:
+    return {
+        "model_list": [
+            {"model_name": "m1", "litellm_params": {"model": "mock/m1"}},
+            {"model_name": "broken", "litellm_params": {"model": "mock/error-503"}},
+        ],
+        "litellm_settings": {"callbacks": ["prometheus"]},
+        "callback_settings": {"prometheus": settings},
+        "general_settings": {"master_key": MASTER_KEY},
+    }
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def wait_for_value(read: Callable[[], float | None], expected: float,
+                   timeout: float = 10.0) -> float | None:
+    deadline = time.monotonic() + timeout
+    value = read()
+    while value != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        value = read()
+    return value
+
+
+def test_single_worker_counts(parse_metrics: Callable[[str], Any]) -> None:
+    with proxy_testing.running_proxy(config()) as proxy:
+        client = openai.OpenAI(api_key=MASTER_KEY, base_url=proxy.base_url, max_retries=0)
+        messages = [{"role": "user", "content": "count these four words"}]
+        for _ in range(3):
+            client.chat.completions.create(model="m1", messages=messages)
+        chunks = client.chat.completions.create(
+            model="m1", messages=messages, stream=True, stream_options={"include_usage": True})
+        assert list(chunks)
+        with pytest.raises(openai.APIStatusError):
+            client.chat.completions.create(model="broken", messages=messages)
+        client.chat.completions.create(
+            model="m1", messages=messages,
+            extra_headers={"x-litellm-disable-callbacks": "prometheus"})
+
+        def successes() -> float | None:
+            samples = parse_metrics(fetch(proxy.base_url + "/metrics"))
+            return samples.value("hookgate_requests_total", model="m1", status="success")
+
+        assert wait_for_value(successes, 4) == 4
+        samples = parse_metrics(fetch(proxy.base_url + "/metrics"))
+        assert proxy.stop() == 0
+
+    assert samples.value("hookgate_requests_total", model="broken", status="failure") == 1
+    assert samples.value("hookgate_prompt_tokens_total", model="m1") == 16
+    assert samples.value("hookgate_time_to_first_token_seconds_count", model="m1") == 1
+    assert samples.value("hookgate_request_duration_seconds_count", model="m1",
+                         status="success") == 4
+    assert samples.value("hookgate_callback_delivered_total", callback="prometheus") == 5
+
+
+@pytest.mark.slow
+def test_two_workers_aggregate(tmp_path: Path, parse_metrics: Callable[[str], Any]) -> None:
+    directory = tmp_path / "prometheus-multiproc"
+    directory.mkdir()
+    environment = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+
+    with proxy_testing.running_proxy(config(sync_interval=0.2), env=environment,
+                                     args=["--workers", "2"], startup_timeout=60) as proxy:
+        def call(_: int) -> None:
+            # A client per call opens a new connection, so either worker may accept it.
+            with openai.OpenAI(api_key=MASTER_KEY, base_url=proxy.base_url,
+                               max_retries=0) as client:
+                client.chat.completions.create(
+                    model="m1", messages=[{"role": "user", "content": "hello"}])
+
+        sent = 0
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            # Both workers must have written counts; keep sending (bounded) until they have.
+            while sent < 200:
+                list(pool.map(call, range(20)))
+                sent += 20
+                if len({path.stem.rsplit("_", 1)[-1] for path in directory.glob("counter_*.db")}) >= 2:
+                    break
+
+        def total(name: str, **labels: str) -> Callable[[], float | None]:
+            return lambda: parse_metrics(fetch(proxy.base_url + "/metrics")).value(name, **labels)
+
+        worker_pids = {path.stem.rsplit("_", 1)[-1] for path in directory.glob("counter_*.db")}
+        requests_seen = [total("hookgate_requests_total", model="m1", status="success")()
+                         for _ in range(6)]
+        delivered = wait_for_value(
+            total("hookgate_callback_delivered_total", callback="prometheus"), sent)
+        assert proxy.stop() == 0
+
+    assert len(worker_pids) == 2
+    # Whichever worker answers a scrape, it reports the sum over both workers.
+    assert requests_seen == [sent] * 6
+    assert delivered == sent
