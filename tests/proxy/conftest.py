@@ -79,9 +79,17 @@ def upstream() -> Iterator[FakeOpenAIServer]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def _reset_upstream(request: pytest.FixtureRequest) -> None:
+    # Tests that use the module's upstream (directly or through the proxy fixture)
+    # start with normal answers and an empty request record.
+    if "upstream" in request.fixturenames:
+        request.getfixturevalue("upstream").reset()
+
+
 @pytest.fixture
 def fresh_upstream(upstream: FakeOpenAIServer) -> FakeOpenAIServer:
-    upstream.reset()
+    """The module's upstream, reset for this test (named for clarity where it matters)."""
     return upstream
 
 

@@ -319,7 +319,9 @@ class FakeOpenAIServer:
         return f"http://{LOOPBACK}:{self.port}/v1"
 
     def reset(self) -> None:
-        """Answer normally again and forget the recorded requests."""
+        """Restore every behaviour attribute to its default and forget the requests."""
+        self.reply = "Hello from the fake upstream."
+        self.fail_message = "the fake upstream was told to fail"
         self.fail_status = None
         self.hang = 0.0
         self.chunk_delay = 0.0
