@@ -159,8 +159,9 @@ def _declared_requirement(entry_point: importlib.metadata.EntryPoint,
     Matches names the way distribution names are compared (case, '-', '_' and '.'
     ignored), so module `yaml` does not match `PyYAML`; that case gets the generic fix.
     """
-    dist = getattr(entry_point, "dist", None)
-    for requirement in (dist.requires or []) if dist is not None else []:
+    dist: importlib.metadata.Distribution | None = getattr(entry_point, "dist", None)
+    requirements = (dist.requires or []) if dist is not None else []
+    for requirement in requirements:
         specification = requirement.split(";")[0].strip()
         match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", specification)
         if match and _normalize(match.group()) == _normalize(module):
