@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -389,3 +390,52 @@ def test_processes_share_rotating_file(tmp_path):
     for tag in ("a", "b", "c"):
         indexes = [line["params"]["index"] for line in lines if line["params"]["writer"] == tag]
         assert indexes == list(range(count))
+
+
+SIZE_LIMIT_SCRIPT = """
+import os, resource, signal, sys
+from hookgate.testing import make_event
+from hookgate_jsonl import JsonlLogger
+
+# With SIGXFSZ ignored, a write past RLIMIT_FSIZE writes up to the limit, and the
+# next write fails with EFBIG: the same partial write as a disk that fills up.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+path = sys.argv[1]
+plugin = JsonlLogger()
+plugin.logger_setup(name="jsonl", settings={"path": path, "max_bytes": 0})
+plugin.log_success(event=make_event())
+size = os.path.getsize(path)
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 200, resource.RLIM_INFINITY))
+try:
+    plugin.log_success(event=make_event())
+except OSError as error:
+    print("raised", error.errno, size)
+"""
+
+
+def test_partial_write_removed(tmp_path):
+    path = tmp_path / "events.jsonl"
+    script = tmp_path / "limited.py"
+    script.write_text(SIZE_LIMIT_SCRIPT)
+
+    result = subprocess.run([sys.executable, str(script), str(path)], capture_output=True,
+                            text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    outcome, errno_value, size = result.stdout.split()
+    assert outcome == "raised"
+    assert int(errno_value) == errno.EFBIG
+    assert path.stat().st_size == int(size)
+    assert len(read_lines(path)) == 1
+
+
+def test_setup_again_closes_old_file(tmp_path):
+    plugin = JsonlLogger()
+    plugin.logger_setup(name="jsonl", settings={"path": str(tmp_path / "first.jsonl")})
+    first = plugin.file
+
+    plugin.logger_setup(name="jsonl", settings={"path": str(tmp_path / "second.jsonl")})
+
+    assert first is not None
+    assert not first.is_open
+    assert plugin.logger_health()["path"] == str(tmp_path / "second.jsonl")

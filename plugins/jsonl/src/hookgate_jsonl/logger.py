@@ -52,6 +52,8 @@ class JsonlLogger:
                 "writable directory"
             ) from error
 
+        if self.file is not None:
+            self.file.close()
         self.name = name
         self.settings = parsed
         self.file = file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -19,6 +20,10 @@ logger = logging.getLogger(__name__)
 # The file contains prompts and answers unless content logging is off, so a file
 # created here is readable by its owner only. An existing file keeps its mode.
 FILE_MODE = 0o600
+
+# Maximum attempts to write one line when the file keeps being replaced between the
+# check and the write. One retry covers a rotation by another process or logrotate.
+MAX_ATTEMPTS = 10
 
 
 class RotatingJsonlFile:
@@ -62,10 +67,16 @@ class RotatingJsonlFile:
             self._open()
 
     def write_line(self, line: bytes) -> None:
-        """Append one line, which must end with a newline, rotating first if it is due."""
+        """Append one line, which must end with a newline, rotating first if it is due.
+
+        Raises OSError if the write fails, and leaves no part of the line in the file.
+        """
         with self._lock:
-            while not self._try_write(line):
-                pass
+            for _ in range(MAX_ATTEMPTS):
+                if self._try_write(line):
+                    return
+        raise OSError(f"{self.path} was replaced {MAX_ATTEMPTS} times while one line was "
+                      "being written; check which other program renames or deletes it")
 
     def close(self) -> None:
         """Write the file to disk and close it. A later `write_line` reopens it."""
@@ -117,8 +128,17 @@ class RotatingJsonlFile:
 
     def _append(self, fd: int, line: bytes, size: int) -> None:
         written = 0
-        while written < len(line):
-            written += os.write(fd, line[written:])
+        try:
+            while written < len(line):
+                written += os.write(fd, line[written:])
+        except OSError:
+            # A full disk or a file size limit can stop a write part way. Every writer
+            # holds the flock while it writes (where fcntl exists), so cutting the file
+            # back to the size seen under the lock removes only this partial line.
+            if written:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+            raise
         self.bytes = size + written
         self.lines_written += 1
 
