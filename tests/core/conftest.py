@@ -205,6 +205,12 @@ DISTRIBUTIONS = {
         {"hookgate_bomb.py": "raise RuntimeError('hookgate_bomb was imported')\n"},
         {"bomb": "hookgate_bomb"},
     ),
+    "module-style": Distribution(
+        "hookgate-module-style",
+        {"hookgate_module_style.py": "from hookgate import hookimpl\n\n\n"
+                                     "@hookimpl\ndef log_failure(event):\n    pass\n"},
+        {"module-style": "hookgate_module_style"},
+    ),
     "twice": Distribution(
         "hookgate-twice", {"hookgate_twice.py": GOOD_LOGGER},
         {"twice": "hookgate_twice:GoodLogger"},

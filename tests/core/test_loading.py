@@ -37,6 +37,13 @@ def test_good_plugin_loads_and_receives_events(loaded):
     assert loaded["delivered"] == {"good": 3}
 
 
+def test_module_plugin_loads(plugin_env):
+    result = plugin_env.load_plugins(load=("module-style",))
+    record = result["records"]["module-style"]
+    assert record["status"] == "loaded", record["error"]
+    assert record["hooks"] == ["log_failure"]
+
+
 def test_broken_import_is_reported(loaded):
     record = loaded["records"]["broken-import"]
     assert record["status"] == "failed"
