@@ -325,6 +325,19 @@ def test_entry_larger_than_batch_limit_dropped(closing: list[BatchSender]) -> No
     assert backend.attempts == 0
 
 
+def test_entry_over_entry_limit_dropped(closing: list[BatchSender]) -> None:
+    backend = FakeBackend()
+    sender = make_sender(backend, max_batch_bytes=1000, max_entry_bytes=50)
+    closing.append(sender)
+
+    accepted = [sender.submit(b"x" * 50, "call-fits"), sender.submit(b"x" * 51, "call-big")]
+    sender.flush(5.0)
+
+    assert accepted == [True, False]
+    assert sender.counters.oversized == 1
+    assert backend.batches == [[b"x" * 50]]
+
+
 # Buffer
 
 

@@ -15,8 +15,8 @@ authentication). The sender owns the delivery policy:
   `max_delay`;
 - 413 splits the batch in halves, each sent on its own; a single entry that is
   still too large is dropped and counted;
-- 401 and 403 mark the credentials as rejected in `health()`; that batch is not
-  retried, and the next batch is tried once, so a fixed key recovers on its own;
+- 401 and 403 mark the credentials as rejected in `health()`. That batch is not
+  retried. The next batch is tried once, so a fixed key recovers on its own;
 - every other status is a failure that is counted and not retried;
 - `flush(timeout)` sends what is buffered within the deadline, and `close(timeout)`
   also stops the thread; both return what could not be sent and log its keys.
@@ -194,6 +194,7 @@ class BatchSender:
         *,
         max_batch_entries: int = 100,
         max_batch_bytes: int = 1_000_000,
+        max_entry_bytes: int | None = None,
         payload_overhead: int = 2,
         separator_bytes: int = 1,
         flush_interval: float = 5.0,
@@ -223,6 +224,11 @@ class BatchSender:
         self._send = send
         self.max_batch_entries = max_batch_entries
         self.max_batch_bytes = max_batch_bytes
+        # An entry must fit in a batch on its own, and the backend may set a lower
+        # limit per entry.
+        self.max_entry_bytes = max_batch_bytes - payload_overhead
+        if max_entry_bytes is not None:
+            self.max_entry_bytes = min(self.max_entry_bytes, max_entry_bytes)
         self.payload_overhead = payload_overhead
         self.separator_bytes = separator_bytes
         self.flush_interval = flush_interval
@@ -255,10 +261,14 @@ class BatchSender:
     # Producer side
 
     def submit(self, data: bytes, key: str) -> bool:
-        """Queue one encoded entry; `key` (a call id) names it in logs. Never blocks.
+        """Queue one encoded entry; `key` (a call id) names it in logs.
+
+        Takes a lock that the sending thread holds only briefly, and never waits for
+        the network.
 
         Returns False if the entry was dropped because the buffer is full, the
-        sender is closed, or the entry alone exceeds `max_batch_bytes`.
+        sender is closed, or the entry exceeds `max_entry_bytes` or, with the
+        payload framing, `max_batch_bytes`.
         """
         size = len(data)
         with self._changed:
@@ -266,10 +276,10 @@ class BatchSender:
             if self._closed:
                 self._drop(key, "the sender is closed")
                 return False
-            if size + self.payload_overhead > self.max_batch_bytes:
+            if size > self.max_entry_bytes:
                 self.counters.oversized += 1
-                self._drop(key, f"entry of {size} bytes exceeds the batch limit of "
-                           f"{self.max_batch_bytes} bytes")
+                self._drop(key, f"entry of {size} bytes exceeds the limit of "
+                           f"{self.max_entry_bytes} bytes per entry")
                 return False
             if (len(self._buffer) >= self.max_queue_entries
                     or self._buffer_bytes + size > self.max_queue_bytes):
