@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hookgate import CallEvent, hookimpl
-from hookgate.batching import BatchSender, SendResult, http_post, redact_url
+from hookgate.batching import BatchSender, SendFunction, SendResult, http_post, redact_url
 from hookgate_langfuse.payload import call_id_of, encode_call
 from hookgate_langfuse.settings import LangfuseSettings, parse_settings
 
@@ -22,7 +22,7 @@ BATCH_SUFFIX = b"]}"
 USER_AGENT = "hookgate-langfuse/0.1.0"
 
 
-def make_send_function(settings: LangfuseSettings) -> Any:
+def make_send_function(settings: LangfuseSettings) -> SendFunction:
     """Return the send function that POSTs one batch to the ingestion endpoint.
 
     The Basic credentials live only in this closure's headers, which are neither
