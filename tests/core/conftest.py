@@ -90,7 +90,7 @@ def _hash(data: str) -> str:
 
 @dataclass
 class VirtualEnvironment:
-    """A virtual environment that also sees the running interpreter's packages."""
+    """A virtual environment that can also import the running interpreter's packages."""
 
     root: Path
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+
 from hookgate import LaneSettings, hookimpl
 from hookgate.testing import DispatchHarness, RecordingLogger, make_event
 
@@ -67,9 +68,9 @@ def error_records(caplog, name):
 
 
 def test_disabled_plugin_gets_nothing(hookgate_harness):
-    skipped, kept = RecordingLogger(), RecordingLogger()
+    skipped, enabled = RecordingLogger(), RecordingLogger()
     hookgate_harness.add(skipped, "skipped")
-    hookgate_harness.add(kept, "kept")
+    hookgate_harness.add(enabled, "enabled")
 
     for _ in range(3):
         hookgate_harness.send(make_event(), disable=["skipped"])
@@ -77,7 +78,7 @@ def test_disabled_plugin_gets_nothing(hookgate_harness):
     hookgate_harness.drain()
 
     assert skipped.calls == []
-    assert kept.hooks() == ["log_success", "log_failure"] * 3
+    assert enabled.hooks() == ["log_success", "log_failure"] * 3
 
 
 def test_disable_applies_per_request(hookgate_harness):
@@ -235,7 +236,7 @@ def test_hanging_plugin_does_not_block_submit(quick_harness):
     assert quick_harness.stats()["sleeper"].dropped >= 190
 
 
-def test_plugin_timeout_error_is_not_a_hook_timeout(hookgate_harness):
+def test_own_timeout_error_counts_as_error(hookgate_harness):
     class SocketTimeout:
         @hookimpl
         async def log_success(self, event):
@@ -348,7 +349,7 @@ def test_send_after_close_is_dropped():
 # What a plugin receives
 
 
-def test_event_mutation_raises_and_others_see_original(hookgate_harness):
+def test_mutation_raises_others_see_original(hookgate_harness):
     class Mutator:
         @hookimpl
         def log_success(self, event):

@@ -8,6 +8,7 @@ import re
 
 import pydantic
 import pytest
+
 from hookgate import CallEvent, FrozenDict
 from hookgate.testing import make_event
 

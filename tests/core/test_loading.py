@@ -29,7 +29,7 @@ def test_discovered_record_names_distribution(plugin_env):
     assert record["module"] == "hookgate_good:GoodLogger"
 
 
-def test_good_plugin_loads_and_receives_events(loaded):
+def test_good_plugin_receives_events(loaded):
     record = loaded["records"]["good"]
     assert record["status"] == "active"
     assert record["hooks"] == ["log_success"]

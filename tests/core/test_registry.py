@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from hookgate import NotConfigured, PluginLoadError, PluginRegistry, PluginStatus, hookimpl
 from hookgate.testing import DispatchHarness, RecordingLogger, make_event
 
@@ -81,7 +82,7 @@ def test_register_wrapper_raises(hookgate_registry):
         hookgate_registry.register(Wrapper(), "wrapper")
 
 
-def test_register_unknown_hook_names_hook_and_plugin(hookgate_registry):
+def test_unknown_hook_error_names_plugin(hookgate_registry):
     class Typo:
         @hookimpl
         def log_sucess(self, event):

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+
 from hookgate import CallEvent, PluginRegistry
 from hookgate.testing import DispatchHarness, RecordingLogger
 
