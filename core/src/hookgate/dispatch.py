@@ -403,7 +403,7 @@ class Dispatcher:
         return groups
 
     def stats(self) -> dict[str, PluginStats]:
-        """A snapshot of every active plugin's counters (copies that do not change later)."""
+        """Return a snapshot of every active plugin's counters, as copies that stay unchanged."""
         snapshot = {}
         for name, lane in self._lanes.items():
             lane.stats.backlog = lane.queue.qsize() + lane.in_flight
