@@ -106,6 +106,10 @@ class ModelEntry(_Strict):
 
 
 class CallbackLists(_Strict):
+    """The callback lists of `litellm_settings`; its other keys are reported as ignored."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     callbacks: tuple[str, ...] = ()
     success_callback: tuple[str, ...] = ()
     failure_callback: tuple[str, ...] = ()
