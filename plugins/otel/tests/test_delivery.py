@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from hookgate import CallEvent
 from hookgate.testing import DispatchHarness
-
 from hookgate_otel import OtelLogger
 
 
@@ -45,8 +45,8 @@ def test_retry_429_then_success(hookgate_harness: DispatchHarness, receiver: Any
     hookgate_harness.send(make_event())
 
     receiver.wait_for_spans(1)
+    wait_until(lambda: logger.logger_health()["exported"] == 1)
     assert [request.status for request in receiver.requests] == [429, 200]
-    assert logger.logger_health()["exported"] == 1
     assert logger.logger_health()["failed"] == 0
 
 
@@ -134,6 +134,26 @@ def test_oversized_span_dropped(hookgate_harness: DispatchHarness, receiver: Any
         sorted(event.call_id for event in small)
     # Halving five spans down to one takes at most 2 * 5 - 1 requests.
     assert len(receiver.requests) <= 9
+
+
+def test_request_size_limit_splits(hookgate_harness: DispatchHarness, receiver: Any,
+                                   make_event: Callable[..., CallEvent]) -> None:
+    logger = OtelLogger()
+    hookgate_harness.add(logger, "otel", fast_settings(receiver, schedule_delay=60,
+                                                        max_request_bytes=20_000))
+    huge = make_event(messages=[{"role": "user", "content": "x" * 50_000}])
+    small = [make_event() for _ in range(6)]
+    for event in [*small[:3], huge, *small[3:]]:
+        hookgate_harness.send(event)
+    hookgate_harness.drain()
+    hookgate_harness.close()
+
+    health = logger.logger_health()
+    assert health["too_large"] == 1
+    assert health["exported"] == 6
+    assert all(request.body_bytes <= 20_000 for request in receiver.requests)
+    assert sorted(span.trace_id for span in receiver.spans) == \
+        sorted(event.call_id for event in small)
 
 
 def test_backend_down_then_back(receiver: Any, make_event: Callable[..., CallEvent]) -> None:

@@ -53,6 +53,7 @@ def test_headers_forms(settings: dict[str, object], expected: dict[str, str] | N
     ({"max_queue_size": True}, "callback_settings.otel.max_queue_size"),
     ({"sample_rate": 0.5}, "unknown keys 'sample_rate'"),
     ({"service_name": ""}, "callback_settings.otel.service_name"),
+    ({"max_request_bytes": 0}, "callback_settings.otel.max_request_bytes"),
 ])
 def test_invalid_settings(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from hookgate import CallEvent, LaneSettings, PluginStatus
-from hookgate.testing import DispatchHarness
 from opentelemetry import trace
 
+from hookgate import CallEvent, LaneSettings, PluginStatus
+from hookgate.testing import DispatchHarness
 from hookgate_otel import OtelLogger
 
 SPAN_KIND_CLIENT = 3

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
+
 import pytest
-from hookgate import PluginRegistry
-from hookgate.testing import DispatchHarness
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
+
+from hookgate import PluginRegistry
+from hookgate.testing import DispatchHarness
+
 
 class Samples(dict[tuple[str, frozenset[tuple[str, str]]], float]):
     """The samples of one scrape, by sample name and labels."""

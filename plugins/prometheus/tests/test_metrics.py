@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 from hookgate import CallEvent, ErrorInfo, LaneSettings, PluginStatus, hookimpl
-
 from hookgate_prometheus import PrometheusLogger
 
 

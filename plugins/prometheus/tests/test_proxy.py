@@ -44,6 +44,11 @@ def wait_for_value(read: Callable[[], float | None], expected: float,
     return value
 
 
+def worker_pids(directory: Path) -> set[str]:
+    """Return the process ids that wrote counter files (`counter_<pid>.db`)."""
+    return {path.stem.rsplit("_", 1)[-1] for path in directory.glob("counter_*.db")}
+
+
 def test_single_worker_counts(parse_metrics: Callable[[str], Any]) -> None:
     with proxy_testing.running_proxy(config()) as proxy:
         client = openai.OpenAI(api_key=MASTER_KEY, base_url=proxy.base_url, max_retries=0)
@@ -96,20 +101,20 @@ def test_two_workers_aggregate(tmp_path: Path, parse_metrics: Callable[[str], An
             while sent < 200:
                 list(pool.map(call, range(20)))
                 sent += 20
-                if len({path.stem.rsplit("_", 1)[-1] for path in directory.glob("counter_*.db")}) >= 2:
+                if len(worker_pids(directory)) >= 2:
                     break
 
         def total(name: str, **labels: str) -> Callable[[], float | None]:
             return lambda: parse_metrics(fetch(proxy.base_url + "/metrics")).value(name, **labels)
 
-        worker_pids = {path.stem.rsplit("_", 1)[-1] for path in directory.glob("counter_*.db")}
+        pids = worker_pids(directory)
         requests_seen = [total("hookgate_requests_total", model="m1", status="success")()
                          for _ in range(6)]
         delivered = wait_for_value(
             total("hookgate_callback_delivered_total", callback="prometheus"), sent)
         assert proxy.stop() == 0
 
-    assert len(worker_pids) == 2
+    assert len(pids) == 2
     # Whichever worker answers a scrape, it reports the sum over both workers.
     assert requests_seen == [sent] * 6
     assert delivered == sent

@@ -14,7 +14,8 @@ What opentelemetry-exporter-otlp-proto-http 1.45.2 does by itself (read in its
 The wrapper adds what a logger needs on top: it learns the HTTP status of each
 attempt through a `requests.Session` of its own (a public parameter of the
 exporter), splits a batch answered with 413 in halves until each part is accepted,
-drops and counts a single span still answered with 413, and keeps the counters and
+drops and counts a single span still answered with 413 (likewise for a batch the
+exporter refuses to send because it exceeds `max_request_size`), and keeps the counters and
 the last error that `logger_health` reports.
 """
 
@@ -87,7 +88,8 @@ class DeliveryStats:
     failed: int = 0
     """Spans lost because the backend rejected them or could not be reached."""
     too_large: int = 0
-    """Single spans the backend rejected with 413 even alone; also counted in `failed`."""
+    """Single spans rejected as too large (413, or over max_request_bytes) even when sent
+    alone; also counted in `failed`."""
     dropped: int = 0
     """Spans never queued because the backlog was full or the logger was shut down."""
     failed_requests: int = 0
@@ -175,7 +177,10 @@ class SplittingExporter(SpanExporter):
                 self._stats.last_success_time = time.time()
             return result
 
-        if status == TOO_LARGE_STATUS and len(spans) > 1:
+        # The exporter drops a batch larger than its max_request_size without sending
+        # it; no status and no transport error means that (or an encoding error).
+        not_sent = status is None and self._session.last_error is None and not self._shut_down
+        if len(spans) > 1 and (status == TOO_LARGE_STATUS or not_sent):
             # Each half is a new request; the rejected batch itself was never stored
             # by the backend, so splitting sends no span twice.
             middle = len(spans) // 2
@@ -185,11 +190,12 @@ class SplittingExporter(SpanExporter):
                 return SpanExportResult.SUCCESS
             return SpanExportResult.FAILURE
 
-        self._record_failure(spans, status, self._session.last_error)
+        self._record_failure(spans, status, self._session.last_error, not_sent)
         return result
 
     def _record_failure(self, spans: list[ReadableSpan], status: int | None,
-                        error: str | None) -> None:
+                        error: str | None, not_sent: bool) -> None:
+        too_large = status == TOO_LARGE_STATUS or not_sent
         if status == TOO_LARGE_STATUS:
             reason = "HTTP 413: the span is larger than the backend accepts; dropped"
         elif status in CREDENTIAL_STATUSES:
@@ -200,18 +206,22 @@ class SplittingExporter(SpanExporter):
             reason = f"HTTP {status}"
         elif error is not None:
             reason = f"{error}: the backend could not be reached"
+        elif not_sent:
+            reason = ("the span is larger than max_request_bytes (or could not be encoded); "
+                      "dropped before sending")
         else:
-            reason = "the exporter failed before sending (see the opentelemetry log)"
+            reason = "the exporter was shut down at the shutdown deadline"
 
         with self._lock:
             self._stats.failed += len(spans)
             self._stats.failed_requests += 1
-            if status == TOO_LARGE_STATUS:
+            if too_large:
                 self._stats.too_large += len(spans)
             self._stats.last_status = status
             self._stats.last_error = reason
             self._stats.last_error_time = time.time()
-        self._log_rate_limited(str(status or error), "plugin %s: %d spans not exported to %s: %s",
+        self._log_rate_limited(str(status or error or not_sent),
+                               "plugin %s: %d spans not exported to %s: %s",
                                self._plugin_name, len(spans), self._endpoint, reason)
 
     def _log_rate_limited(self, kind: str, message: str, *args: object) -> None:

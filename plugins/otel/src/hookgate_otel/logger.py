@@ -100,6 +100,7 @@ class OtelLogger:
             timeout=parsed.timeout,
             compression=COMPRESSIONS[parsed.compression] if parsed.compression else None,
             session=session,
+            max_request_size=parsed.max_request_bytes,
         )
         endpoint = redact_url(parsed.traces_endpoint)
         self._exporter = SplittingExporter(otlp, session, self._backlog, self.stats,
@@ -171,7 +172,10 @@ class OtelLogger:
                 self._last_drop_log = now
             dropped = self.stats.dropped
         if log_now:
-            reason = "shut down" if self._closed else f"backlog full ({self._backlog.maximum} spans)"
+            if self._closed:
+                reason = "the logger is shut down"
+            else:
+                reason = f"backlog full ({self._backlog.maximum} spans)"
             logger.error("plugin %s: span for call %s dropped: %s (%d dropped so far)",
                          self.name, event.call_id, reason, dropped)
 

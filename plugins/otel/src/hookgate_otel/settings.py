@@ -43,6 +43,7 @@ OWN_KEYS = frozenset({
     "max_queue_size",
     "max_export_batch_size",
     "schedule_delay",
+    "max_request_bytes",
 })
 
 # The proxy and hookgate-core act on these keys themselves (which events reach the
@@ -72,6 +73,8 @@ class OtelSettings:
     """Spans sent at most in one OTLP request."""
     schedule_delay: float
     """Seconds between two exports when fewer than a batch of spans are waiting."""
+    max_request_bytes: int | None
+    """Largest uncompressed request the exporter sends, or None for its default (64 MiB)."""
 
 
 def parse_settings(name: str, settings: Mapping[str, Any]) -> OtelSettings:
@@ -105,6 +108,7 @@ def parse_settings(name: str, settings: Mapping[str, Any]) -> OtelSettings:
         max_export_batch_size=max_batch,
         schedule_delay=_optional_seconds(settings, "schedule_delay", prefix)
         or DEFAULT_SCHEDULE_DELAY,
+        max_request_bytes=_optional_bytes(settings, "max_request_bytes", prefix),
     )
 
 
@@ -199,6 +203,16 @@ def _optional_seconds(settings: Mapping[str, Any], key: str, prefix: str) -> flo
         raise ValueError(f"{prefix}.{key}: invalid value {raw!r}: expected a positive number "
                          "of seconds")
     return float(raw)
+
+
+def _optional_bytes(settings: Mapping[str, Any], key: str, prefix: str) -> int | None:
+    raw = settings.get(key)
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ValueError(f"{prefix}.{key}: invalid value {raw!r}: expected a whole number of "
+                         "bytes, at least 1")
+    return raw
 
 
 def _positive_int(settings: Mapping[str, Any], key: str, default: int, prefix: str) -> int:

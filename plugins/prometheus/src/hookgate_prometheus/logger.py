@@ -11,9 +11,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from hookgate import CallEvent, hookimpl
 from prometheus_client import CollectorRegistry, exposition, multiprocess, values
 
+from hookgate import CallEvent, hookimpl
 from hookgate_prometheus.metrics import Metrics
 from hookgate_prometheus.settings import PrometheusSettings, parse_settings
 
@@ -153,7 +153,7 @@ class PrometheusLogger:
         while not self._stop.wait(self.settings.sync_interval):
             try:
                 self._sync_from_app()
-            except Exception:  # noqa: BLE001 - the timer must outlive one bad snapshot
+            except Exception:
                 logger.exception("plugin %s: copying the callback counters failed", self.name)
 
 

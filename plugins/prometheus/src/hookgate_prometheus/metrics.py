@@ -6,9 +6,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from hookgate import CallEvent
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from hookgate import CallEvent
 from hookgate_prometheus.settings import PrometheusSettings
 
 __all__ = ["OTHER_MODEL", "Metrics"]
@@ -93,7 +93,7 @@ class Metrics:
                 current = (plugin.delivered, plugin.failed, plugin.dropped)
                 previous = self._seen.get(name, (0, 0, 0))
                 for counter, now, before in zip((self.delivered, self.failed, self.dropped),
-                                                current, previous):
+                                                current, previous, strict=True):
                     if now > before:
                         counter.labels(name).inc(now - before)
                     else:
