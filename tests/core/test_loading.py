@@ -143,6 +143,14 @@ def test_name_conflict_loads_neither(conflict_env):
     assert result["delivered"] == {"good": 3}
 
 
+def test_strict_mode_fails_on_conflict(conflict_env):
+    process = conflict_env.run(LOAD_ONE, "good", env={"HOOKGATE_STRICT_PLUGINS": "1"})
+    assert process.returncode != 0
+    assert "PluginLoadError: plugin 'audit' conflict" in process.stderr
+    assert "hookgate-audit-one" in process.stderr
+    assert "hookgate-audit-two" in process.stderr
+
+
 def test_same_distribution_twice_is_no_conflict(conflict_env, tmp_path):
     # A second path entry that leads to the same site-packages, as a symlinked
     # site-packages or an editable install beside a regular one does.
