@@ -361,6 +361,11 @@ class PluginRegistry:
                 f"plugin name {name!r} is already taken by {self._describe_source(name)}; "
                 "register under another name"
             )
+        if inspect.isclass(plugin):
+            raise PluginLoadError(
+                f"plugin {name!r}: register an instance of {plugin.__qualname__}, not the "
+                f"class itself (`register({plugin.__qualname__}(), {name!r})`)"
+            )
         record = PluginRecord(name=name, module=getattr(plugin, "__module__", None))
         self._records[name] = record
         self._registered.add(name)
