@@ -66,6 +66,12 @@ def test_register_taken_name_raises(hookgate_registry):
         hookgate_registry.register(RecordingLogger(), "audit")
 
 
+def test_register_class_raises(hookgate_registry):
+    with pytest.raises(PluginLoadError, match=r"register an instance of RecordingLogger"):
+        hookgate_registry.register(RecordingLogger, "recorder")
+    assert hookgate_registry.record("recorder") is None
+
+
 def test_register_without_hooks_raises(hookgate_registry):
     with pytest.raises(PluginLoadError, match="implements no hookgate hook"):
         hookgate_registry.register(object(), "empty")
