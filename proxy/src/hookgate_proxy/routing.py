@@ -1,7 +1,8 @@
 """Model routing: map the model name a client requests to a configured deployment.
 
-A `model_name` matches exactly, or as a wildcard: `prefix/*` matches every name
-that starts with `prefix/`, and `*` matches every name. Exact names win over
+A `model_name` matches exactly, or as a wildcard when it ends with `*`: `prefix/*`
+matches every longer name that starts with `prefix/` (and `claude-*` every one
+starting with `claude-`), and `*` matches every name. Exact names win over
 wildcards, and a longer prefix over a shorter one. A `*` in the deployment's
 upstream model is replaced by the part of the name the wildcard matched, so
 `model_name: openai/*` with `model: openai/*` sends `openai/gpt-4o` upstream as
@@ -34,7 +35,7 @@ class ModelRouter:
             name = deployment.model_name
             if name not in self.names:
                 self.names.append(name)
-            if name == "*" or name.endswith("/*"):
+            if name.endswith("*"):
                 wildcards.setdefault(name[:-1], []).append(deployment)
             else:
                 exact.setdefault(name, []).append(deployment)
