@@ -12,7 +12,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from hookgate.batching import BatchSender, SendResult, http_post, parse_retry_after, redact_url
+from hookgate.batching import (
+    BatchSender,
+    FlushIncomplete,
+    SendResult,
+    http_post,
+    parse_retry_after,
+    redact_url,
+)
 
 
 class FakeBackend:
@@ -382,6 +389,32 @@ def test_flush_deadline_reports_unsent(closing: list[BatchSender]) -> None:
     assert not report.complete
     assert sorted(report.unsent_keys) == [f"call-{index}" for index in range(5)]
     assert report.sent == 0
+
+
+def test_flush_shortens_retry_delay(closing: list[BatchSender]) -> None:
+    backend = FakeBackend(503, 202)
+    sender = make_sender(backend, base_delay=20.0, max_delay=20.0)
+    closing.append(sender)
+
+    submit_all(sender, entries(2))
+    report = sender.flush(1.0)
+
+    assert report.complete
+    assert backend.attempts == 2
+
+
+def test_flush_keeps_retry_after_delay(closing: list[BatchSender]) -> None:
+    backend = FakeBackend(SendResult(429, retry_after=20.0), 202)
+    sender = make_sender(backend, max_delay=30.0)
+    closing.append(sender)
+
+    submit_all(sender, entries(2))
+    report = sender.flush(0.5)
+
+    assert not report.complete
+    assert backend.attempts == 1
+    with pytest.raises(FlushIncomplete, match="2 entries not sent"):
+        report.raise_if_incomplete("test")
 
 
 def test_flush_limits_request_timeout(closing: list[BatchSender]) -> None:

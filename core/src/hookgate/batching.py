@@ -45,6 +45,7 @@ from typing import Any
 __all__ = [
     "SENDER_SETTINGS",
     "BatchSender",
+    "FlushIncomplete",
     "FlushReport",
     "HttpResponse",
     "SendFunction",
@@ -63,6 +64,8 @@ CREDENTIAL_STATUSES = frozenset({401, 403})
 LOG_INTERVAL = 60.0
 """Seconds between two log lines about the same kind of repeated problem."""
 KEYS_PER_LOG_LINE = 100
+MIN_FLUSH_ATTEMPT_TIME = 0.1
+"""Seconds a flush must have left to shorten a retry delay instead of giving up."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,22 @@ class FlushReport:
     @property
     def complete(self) -> bool:
         return not self.unsent_keys and not self.in_flight
+
+    def raise_if_incomplete(self, name: str) -> None:
+        """Raise FlushIncomplete, naming plugin `name` and the counts, unless complete."""
+        if not self.complete:
+            raise FlushIncomplete(f"{name}: {self.unsent} entries not sent and "
+                                  f"{self.in_flight} still in flight at the flush deadline; "
+                                  "their keys are logged")
+
+
+class FlushIncomplete(RuntimeError):
+    """Raised by a plugin's `logger_flush` when entries were left unsent at the deadline.
+
+    hookgate then lists the plugin under "flush failed" in its shutdown report,
+    instead of reporting a clean shutdown. The keys of the lost entries are already
+    logged by the sender.
+    """
 
 
 @dataclass
@@ -536,11 +555,20 @@ class BatchSender:
         if retry_after is not None:
             delay = min(max(delay, retry_after), self.max_delay)
         wake_at = time.monotonic() + delay
+        self._retry_log.log("%s: %s; retrying %d entries in %.2f s (attempt %d of %d)",
+                            self.name, outcome, len(batch), delay, attempt + 1,
+                            self.max_attempts)
 
         with self._changed:
             while not self._stopping:
                 now = time.monotonic()
-                if self._flush_deadline is not None and wake_at >= self._flush_deadline:
+                deadline = self._flush_deadline
+                if deadline is not None and wake_at >= deadline:
+                    # At shutdown a sooner retry beats none, unless the backend asked
+                    # for the delay with Retry-After.
+                    if retry_after is None and deadline - now > MIN_FLUSH_ATTEMPT_TIME:
+                        wake_at = now + (deadline - now) / 2
+                        continue
                     self._give_up(batch, f"{outcome}; no time left for a retry before the "
                                   "flush deadline")
                     return False
@@ -551,10 +579,6 @@ class BatchSender:
                 self._give_up(batch, f"{outcome}; the sender was closed")
                 return False
             self.counters.retried += 1
-
-        self._retry_log.log("%s: %s; retrying %d entries in %.2f s (attempt %d of %d)",
-                            self.name, outcome, len(batch), delay, attempt + 1,
-                            self.max_attempts)
         return True
 
     # Bookkeeping
