@@ -327,9 +327,10 @@ def test_shutdown_with_backend_down_logs_each_call(hookgate_harness: DispatchHar
     for event in events:
         hookgate_harness.send(event)
     hookgate_harness.drain()
-    hookgate_harness.close(1.0)
+    shutdown = hookgate_harness.close(1.0)
 
     report = health(plugin)
+    assert shutdown.flush_failed == ["langfuse"]
     assert report["sent"] == 0
     assert report["failed"] + report["dropped"] == 50
     for event in events:

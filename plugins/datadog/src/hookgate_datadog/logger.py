@@ -85,8 +85,9 @@ class DatadogLogger:
 
     @hookimpl
     def logger_flush(self, timeout: float) -> None:
+        """Send what is queued within `timeout`; raise FlushIncomplete if some is lost."""
         if self.sender is not None:
-            self.sender.close(timeout)
+            self.sender.close(timeout).raise_if_incomplete(self.name)
 
     @hookimpl
     def logger_health(self) -> Mapping[str, Any] | None:
