@@ -17,6 +17,7 @@ INVALID = [
     ({"path": ""}, r"callback_settings\.jsonl\.path: invalid value ''"),
     ({"path": 7}, r"callback_settings\.jsonl\.path: invalid value 7"),
     ({"max_byte": 10}, r"callback_settings\.jsonl: unknown keys 'max_byte'"),
+    ({"success": False}, r"callback_settings\.jsonl: unknown keys 'success'"),
 ]
 
 
@@ -49,8 +50,6 @@ def test_core_keys_accepted(tmp_path):
         "path": str(tmp_path / "events.jsonl"),
         "required": True,
         "log_content": False,
-        "success": True,
-        "failure": True,
     })
 
     assert settings.path == tmp_path / "events.jsonl"

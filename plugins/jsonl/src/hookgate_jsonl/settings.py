@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hookgate import LaneSettings
-
 __all__ = [
     "DEFAULT_BACKUPS",
     "DEFAULT_MAX_BYTES",
@@ -26,9 +24,10 @@ DEFAULT_BACKUPS = 5
 
 OWN_KEYS = frozenset({"path", "max_bytes", "backups"})
 
-# The proxy and hookgate-core act on these keys themselves (which events reach the
-# plugin, whether content is stripped first), so the plugin accepts and ignores them.
-CORE_KEYS = frozenset(field.name for field in dataclasses.fields(LaneSettings))
+# The proxy reads these keys from every callback's settings and passes them on, and
+# hookgate-core acts on them (no request may disable a required plugin, and content
+# is stripped before the plugin sees the event), so the plugin ignores them.
+CORE_KEYS = frozenset({"required", "log_content"})
 
 
 @dataclasses.dataclass(frozen=True)
