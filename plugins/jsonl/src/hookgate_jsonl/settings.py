@@ -24,9 +24,9 @@ DEFAULT_BACKUPS = 5
 
 OWN_KEYS = frozenset({"path", "max_bytes", "backups"})
 
-# The proxy reads these keys from every callback's settings and passes them on, and
-# hookgate-core acts on them (no request may disable a required plugin, and content
-# is stripped before the plugin sees the event), so the plugin ignores them.
+# The proxy passes these keys on with every callback's settings, but it and
+# hookgate-core act on them: no request may disable a required plugin, and content
+# is removed before the event reaches the plugin. So the plugin ignores them.
 CORE_KEYS = frozenset({"required", "log_content"})
 
 
