@@ -1,8 +1,8 @@
 """A loopback OTLP/HTTP trace receiver that checks what a collector checks.
 
 It accepts `POST /v1/traces` with `Content-Type: application/x-protobuf` (gzip or
-not), decodes the body with the opentelemetry-proto messages, and can require a
-bearer token, limit the spans or bytes per request (answering 413), answer a queue
+not) and decodes the body with the opentelemetry-proto messages. It can require a
+bearer token, limit the spans or bytes per request (responding 413), return a queue
 of chosen statuses first, or stop listening so that connections are refused.
 """
 
@@ -57,7 +57,7 @@ class ReceivedSpan:
 
 @dataclass
 class ReceivedRequest:
-    """One HTTP request and the status the receiver answered."""
+    """One HTTP request and the status the receiver returned."""
 
     path: str
     headers: dict[str, str]

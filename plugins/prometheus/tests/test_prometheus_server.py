@@ -1,8 +1,8 @@
-"""A real Prometheus server scrapes the proxy's `/metrics` and answers a query for the count.
+"""A real Prometheus server scrapes the proxy's `/metrics` and returns the count on a query.
 
 Prometheus comes from the Debian package `prometheus`. When it is missing and this
-process runs as root on a machine with apt-get, the test installs it; otherwise it
-skips and says why.
+process runs as root on a machine with apt-get, the test installs it. Otherwise the
+test is skipped with the reason.
 """
 
 from __future__ import annotations

@@ -115,6 +115,6 @@ def test_two_workers_aggregate(tmp_path: Path, parse_metrics: Callable[[str], An
         assert proxy.stop() == 0
 
     assert len(pids) == 2
-    # Whichever worker answers a scrape, it reports the sum over both workers.
+    # Whichever worker serves a scrape, it reports the sum over both workers.
     assert requests_seen == [sent] * 6
     assert delivered == sent

@@ -11,12 +11,12 @@ What opentelemetry-exporter-otlp-proto-http 1.45.2 does by itself (read in its
   retryable.
 - It never splits a batch.
 
-The wrapper adds what a logger needs on top: it learns the HTTP status of each
+The wrapper adds what a logger needs on top. It reads the HTTP status of each
 attempt through a `requests.Session` of its own (a public parameter of the
-exporter), splits a batch answered with 413 in halves until each part is accepted,
-drops and counts a single span still answered with 413 (likewise for a batch the
-exporter refuses to send because it exceeds `max_request_size`), and keeps the counters and
-the last error that `logger_health` reports.
+exporter). It splits a batch rejected with 413 in halves until each part is
+accepted, and drops and counts a single span still rejected. It does the same for a
+batch the exporter does not send because it exceeds `max_request_size`. It also
+keeps the counters and the last error that `logger_health` reports.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ TOO_LARGE_STATUS = 413
 class StatusSession(requests.Session):
     """A requests session that remembers the outcome of the last request in each thread.
 
-    The SDK exporter reports only success or failure; the status tells a 413 (split
-    the batch) from a 401 (report the credentials) from a refused connection.
+    The SDK exporter reports only success or failure. The status distinguishes a 413
+    (split the batch) from a 401 (report the credentials) and a refused connection.
     """
 
     def __init__(self) -> None:
@@ -89,7 +89,7 @@ class DeliveryStats:
     """Spans lost because the backend rejected them or could not be reached."""
     too_large: int = 0
     """Single spans rejected as too large (413, or over max_request_bytes) even when sent
-    alone; also counted in `failed`."""
+    alone. They are also counted in `failed`."""
     dropped: int = 0
     """Spans never queued because the backlog was full or the logger was shut down."""
     failed_requests: int = 0
@@ -178,11 +178,11 @@ class SplittingExporter(SpanExporter):
             return result
 
         # The exporter drops a batch larger than its max_request_size without sending
-        # it; no status and no transport error means that (or an encoding error).
+        # it. No status and no transport error means that, or an encoding error.
         not_sent = status is None and self._session.last_error is None and not self._shut_down
         if len(spans) > 1 and (status == TOO_LARGE_STATUS or not_sent):
-            # Each half is a new request; the rejected batch itself was never stored
-            # by the backend, so splitting sends no span twice.
+            # Each half is a new request. The backend stored none of the rejected batch,
+            # so splitting sends no span twice.
             middle = len(spans) // 2
             first = self._send(spans[:middle])
             second = self._send(spans[middle:])

@@ -111,8 +111,9 @@ class OtelLogger:
             max_export_batch_size=parsed.max_export_batch_size,
             schedule_delay_millis=parsed.schedule_delay * 1000,
         )
-        # ALWAYS_ON, not the OTEL_TRACES_SAMPLER default: a span is this logger's
-        # record of a call, and a sampled-out span would also never leave the backlog.
+        # ALWAYS_ON instead of the OTEL_TRACES_SAMPLER default, because each span is
+        # this logger's record of a call. A sampled-out span would also never leave
+        # the backlog count.
         self._provider = TracerProvider(resource=self._resource(parsed), sampler=ALWAYS_ON,
                                         id_generator=_CallIdGenerator())
         self._provider.add_span_processor(self._processor)
@@ -123,7 +124,7 @@ class OtelLogger:
 
     @staticmethod
     def _resource(parsed: OtelSettings) -> Resource:
-        # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; an
+        # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES. An
         # explicit service_name in the config wins over both.
         resource = Resource.create()
         if parsed.service_name:

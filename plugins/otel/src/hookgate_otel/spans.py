@@ -1,12 +1,12 @@
 """Map a hookgate `CallEvent` to the attributes of an OpenTelemetry GenAI span.
 
 Attribute names follow the OpenTelemetry semantic conventions for generative AI
-(`gen_ai.*`, as published with opentelemetry-semantic-conventions 0.66b0) and the
+(`gen_ai.*`, as listed in opentelemetry-semantic-conventions 0.66b2) and the
 general conventions (`error.type`, `http.response.status_code`, `client.address`).
 Names under `hookgate.` are this project's own. Message content appears only in
 `gen_ai.input.messages` and `gen_ai.output.messages`, and only when the event still
 carries it: with `log_content: false` hookgate-core removes it before the plugin
-sees the event.
+receives the event.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ class PrometheusLogger:
     """Counts every call it receives and serves the counts on the proxy's own port.
 
     With `hookgate serve --workers N`, PROMETHEUS_MULTIPROC_DIR must name an empty
-    directory shared by the workers before they start; each worker then writes its
-    counts there and any worker answering a scrape reports the sum of all of them.
+    directory shared by the workers before they start. Each worker then writes its
+    counts there, and the worker that serves a scrape reports the sum of all of them.
     """
 
     def __init__(self) -> None:
@@ -122,8 +122,8 @@ class PrometheusLogger:
                                      status_code=401,
                                      headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
 
-        # The dispatcher lives on the event loop, so its snapshot is taken here; only
-        # the rendering, which reads files in multiprocess mode, moves to a thread.
+        # The dispatcher lives on the event loop, so its snapshot is taken here. Only
+        # the rendering moves to a thread, because it reads files in multiprocess mode.
         self._sync_from_app(request.app)
         accept = request.headers.get("accept", "")
         body, content_type = await asyncio.to_thread(self._render, accept)

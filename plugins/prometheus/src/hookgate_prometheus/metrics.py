@@ -104,9 +104,9 @@ class Metrics:
                 self.backlog.labels(name).set(plugin.backlog)
 
     def _model_label(self, event: CallEvent) -> str:
-        # A client can send any model name, and an unknown one still makes a failure
-        # event; capping the distinct values keeps a client from growing the series
-        # without bound.
+        # A client can send any model name, and an unknown one still produces a failure
+        # event. Capping the distinct values keeps a client from adding series without
+        # bound.
         if event.provider is None and event.status == "failure":
             return UNKNOWN_MODEL
         model = event.model
