@@ -199,27 +199,39 @@ def test_raising_plugin_log_names_call(hookgate_harness, caplog):
     assert record.exc_info is not None
 
 
-def test_hanging_plugins_do_not_delay_others(quick_harness):
+def test_hanging_plugins_do_not_delay_others():
+    # The backlog fits the first batch, so the healthy plugin never drops; the
+    # second batch skips it and overflows the hanging plugins' queues.
     healthy = RecordingLogger()
-    quick_harness.add(SleepsThirtySeconds(), "sleeper")
-    quick_harness.add(NeverReturns(), "hanger")
-    quick_harness.add(healthy, "healthy")
+    harness = DispatchHarness(backlog=20, hook_timeout=0.2)
+    harness.add(SleepsThirtySeconds(), "sleeper")
+    harness.add(NeverReturns(), "hanger")
+    harness.add(healthy, "healthy")
+    try:
+        for _ in range(20):
+            harness.send(make_event())
+        healthy.wait_for(20, timeout=10)
+        for _ in range(40):
+            harness.send(make_event(), disable=["healthy"])
+        time.sleep(0.5)  # let the async hanger time out a few events
+        stats = harness.stats()
+    finally:
+        harness.close(timeout=0.5)
 
-    count = 50
-    for _ in range(count):
-        quick_harness.send(make_event())
-    healthy.wait_for(count, timeout=10)
-
-    time.sleep(0.5)  # let the async hanger time out a few events
-    stats = quick_harness.stats()
-    assert stats["healthy"].delivered == count
+    assert stats["healthy"].delivered == 20
+    assert stats["healthy"].dropped == 0
     for name in ("sleeper", "hanger"):
-        # One event in flight plus a full queue of 5; everything else is dropped.
-        assert stats[name].backlog <= 6, name
-        assert stats[name].dropped >= count - 6 - stats[name].failed, name
+        # At most one event in flight plus a full queue of 20.
+        assert stats[name].backlog <= 21, name
+        assert stats[name].dropped >= 60 - 21 - stats[name].failed, name
         assert stats[name].delivered == 0, name
-    assert stats["hanger"].timed_out >= 2
+    # The sleeper's one timed-out event is still in flight, so it is in the backlog.
     assert stats["sleeper"].timed_out == 1
+    assert stats["sleeper"].backlog + stats["sleeper"].dropped == 60
+    # Each of the hanger's events is dropped, queued or in flight, or timed out.
+    assert stats["hanger"].timed_out >= 2
+    hanger = stats["hanger"]
+    assert hanger.timed_out + hanger.backlog + hanger.dropped == 60
 
 
 def test_hanging_plugin_does_not_block_submit(quick_harness):
@@ -250,6 +262,30 @@ def test_own_timeout_error_counts_as_error(hookgate_harness):
     assert stats.failed == 1
     assert stats.timed_out == 0
     assert stats.last_error == "log_success: TimeoutError: read timed out"
+
+
+def test_lane_survives_thread_start_failure(hookgate_harness, monkeypatch):
+    recorder = RecordingLogger()
+    hookgate_harness.add(recorder, "recorder")
+    dispatcher = hookgate_harness.start()
+    lane = dispatcher._lanes["recorder"]
+    real_runner = lane.runner
+    failures = iter([RuntimeError("can't start new thread")])
+
+    def flaky_runner():
+        for error in failures:
+            raise error
+        return real_runner()
+
+    monkeypatch.setattr(lane, "runner", flaky_runner)
+    hookgate_harness.send(make_event())
+    hookgate_harness.send(make_event())
+    hookgate_harness.drain()
+
+    stats = hookgate_harness.stats()["recorder"]
+    assert stats.failed == 1
+    assert stats.last_error == "log_success: RuntimeError: can't start new thread"
+    assert len(recorder.events) == 1
 
 
 # Backlog and shutdown
