@@ -20,17 +20,17 @@ from typing import Any
 import aiohttp
 import orjson
 from fastapi import FastAPI
-from hookgate import Dispatcher, LaneSettings, PluginLoadError, PluginRegistry, PluginStatus
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hookgate import Dispatcher, LaneSettings, PluginLoadError, PluginRegistry, PluginStatus
 from hookgate_proxy import __version__
 from hookgate_proxy.auth import Authenticator
 from hookgate_proxy.config import ConfigError, ProxyConfig
 from hookgate_proxy.errors import ProxyError, error_response
 from hookgate_proxy.handlers import chat_completions, embeddings
-from hookgate_proxy.providers import Provider, build_providers
+from hookgate_proxy.providers import Provider, ProviderMissing, build_providers, provider_class
 from hookgate_proxy.routing import ModelRouter
 
 __all__ = ["HookgateState", "StartupError", "create_app"]
@@ -73,8 +73,14 @@ def create_app(config: ProxyConfig, *, plugins: Mapping[str, object] | None = No
         be enabled in a callback list.
     :param address: The URL the server listens on, for the startup summary.
 
-    Raises ConfigError if a `hookgate_settings.plugins` target cannot be imported.
+    Raises ConfigError if a provider the deployments use or a
+    `hookgate_settings.plugins` target cannot be imported.
     """
+    for name in sorted({deployment.provider for deployment in config.deployments}):
+        try:
+            provider_class(name)
+        except ProviderMissing as error:
+            raise ConfigError(f"model_list: {error}") from None
     python_plugins = dict(_import_plugins(config))
     python_plugins.update(plugins or {})
 
@@ -138,9 +144,8 @@ async def _start(app: FastAPI, config: ProxyConfig,
     for name in dispatcher.active:
         registry.add_routes(name, app)
 
-    inactive = [callback.name for callback in config.callbacks if callback.required
-                and (registry.record(callback.name) is None
-                     or registry.record(callback.name).status is not PluginStatus.ACTIVE)]
+    inactive = [callback.name for callback in config.callbacks
+                if callback.required and callback.name not in dispatcher.active]
     if inactive:
         await dispatcher.close(1.0)
         details = "; ".join(f"{name}: {_record_error(registry, name)}" for name in inactive)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal
+
+from starlette.requests import Request
 
 from hookgate import CallEvent, Dispatcher, ErrorInfo, RequestMetadata, Usage
 from hookgate.dispatch import DisableResult
-from hookgate.events import new_call_id
-from starlette.requests import Request
-
+from hookgate.events import freeze, new_call_id
 from hookgate_proxy.errors import ProxyError
 from hookgate_proxy.header import DISABLE_HEADER, parse_disable_header
 from hookgate_proxy.providers.base import Deployment, ProviderError
@@ -30,6 +30,8 @@ CREDENTIAL_FIELDS = frozenset({"api_key", "api_base", "base_url"})
 
 _NO_DISABLE = DisableResult(frozenset())
 
+CallType = Literal["chat_completion", "embedding"]
+
 
 class Call:
     """The state of one authenticated request, from arrival to its event."""
@@ -41,7 +43,7 @@ class Call:
     )
 
     def __init__(self, request: Request, dispatcher: Dispatcher, key_hash: str | None,
-                 call_type: str, started: float) -> None:
+                 call_type: CallType, started: float) -> None:
         self.request = request
         self.dispatcher = dispatcher
         self.key_hash = key_hash
@@ -119,8 +121,9 @@ class Call:
         event = self._event("failure", response=response, error=info, usage=_usage(usage))
         self.dispatcher.submit(event, self.disable.disabled)
 
-    def _event(self, status: str, *, response: dict[str, Any] | None = None,
-               error: ErrorInfo | None = None, usage: Usage | None = None) -> CallEvent:
+    def _event(self, status: Literal["success", "failure"], *,
+               response: dict[str, Any] | None = None, error: ErrorInfo | None = None,
+               usage: Usage | None = None) -> CallEvent:
         end = datetime.now(timezone.utc)
         body = self.body
         content_key = "input" if self.call_type == "embedding" else "messages"
@@ -148,8 +151,8 @@ class Call:
             latency_ms=(end - self.start_time).total_seconds() * 1000,
             usage=usage,
             messages=messages,
-            params=params,
-            response=response,
+            params=freeze(params),
+            response=freeze(response),
             error=error,
             metadata=self._metadata(),
             disabled_callbacks=tuple(sorted(self.disable.disabled)),

@@ -11,8 +11,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from hookgate_proxy.config import ProxyConfig
 
 __all__ = ["main"]
 
@@ -104,7 +110,7 @@ def _serve(arguments: argparse.Namespace) -> int:
     return 0 if server.started else 3
 
 
-def _load(path: str | None) -> object:
+def _load(path: str | None) -> ProxyConfig:
     from hookgate_proxy.config import default_config, load_config
 
     return load_config(path) if path else default_config()
@@ -121,12 +127,12 @@ def _serve_workers(arguments: argparse.Namespace, address: str) -> int:
     return 0
 
 
-def worker_app() -> object:
+def worker_app() -> FastAPI:
     """Build the app in a worker process of `hookgate serve --workers N`."""
     from hookgate_proxy.app import create_app
 
     config = _load(os.environ.get(CONFIG_ENV) or None)
-    return create_app(config, address=os.environ.get(ADDRESS_ENV))  # type: ignore[arg-type]
+    return create_app(config, address=os.environ.get(ADDRESS_ENV))
 
 
 def _url_host(host: str) -> str:

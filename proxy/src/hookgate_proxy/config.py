@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hookgate.plugins import NAME_PATTERN
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hookgate.plugins import NAME_PATTERN
 from hookgate_proxy.providers.base import Deployment
 
 __all__ = [

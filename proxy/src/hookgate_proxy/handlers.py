@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hookgate_proxy.calls import CREDENTIAL_FIELDS, Call
+from hookgate_proxy.calls import CREDENTIAL_FIELDS, Call, CallType
 from hookgate_proxy.errors import ProxyError, error_response
 from hookgate_proxy.providers.base import ProviderError
 from hookgate_proxy.streaming import ChatStream
@@ -41,7 +41,7 @@ async def embeddings(request: Request) -> Response:
     return await _handle(request, "embedding")
 
 
-async def _handle(request: Request, call_type: str) -> Response:
+async def _handle(request: Request, call_type: CallType) -> Response:
     started = time.perf_counter()
     state: HookgateState = request.app.state.hookgate
 
