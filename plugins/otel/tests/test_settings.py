@@ -52,6 +52,7 @@ def test_headers_forms(settings: dict[str, object], expected: dict[str, str] | N
     ({"max_queue_size": 10, "max_export_batch_size": 20}, "must not exceed max_queue_size"),
     ({"max_queue_size": True}, "callback_settings.otel.max_queue_size"),
     ({"sample_rate": 0.5}, "unknown keys 'sample_rate'"),
+    ({"success": False}, "unknown keys 'success'"),
     ({"service_name": ""}, "callback_settings.otel.service_name"),
     ({"max_request_bytes": 0}, "callback_settings.otel.max_request_bytes"),
 ])

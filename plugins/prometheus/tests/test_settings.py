@@ -40,6 +40,7 @@ def test_token_not_in_repr() -> None:
     ({"duration_buckets": []}, "increasing positive numbers"),
     ({"first_token_buckets": ["fast"]}, "callback_settings.prometheus.first_token_buckets"),
     ({"port": 9100}, "unknown keys 'port'"),
+    ({"failure": False}, "unknown keys 'failure'"),
 ])
 def test_invalid_settings(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from hookgate import LaneSettings
-
 __all__ = [
     "DEFAULT_ENDPOINT",
     "DEFAULT_SERVICE_NAME",
@@ -46,9 +44,11 @@ OWN_KEYS = frozenset({
     "max_request_bytes",
 })
 
-# The proxy and hookgate-core act on these keys themselves (which events reach the
-# plugin, whether content is stripped first), so the plugin accepts and ignores them.
-CORE_KEYS = frozenset(field.name for field in dataclasses.fields(LaneSettings))
+# The proxy passes these keys on in every callback's settings and hookgate-core acts
+# on them (no request may disable a required plugin, and content is stripped before
+# the plugin receives the event), so the plugin ignores them. `success` and
+# `failure` are not accepted: the proxy takes those from the callback lists.
+CORE_KEYS = frozenset({"required", "log_content"})
 
 COMPRESSIONS = ("none", "gzip", "deflate")
 

@@ -8,8 +8,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hookgate import LaneSettings
-
 __all__ = ["PrometheusSettings", "parse_settings"]
 
 TOKEN_ENV = "HOOKGATE_METRICS_TOKEN"
@@ -30,9 +28,11 @@ OWN_KEYS = frozenset({
     "sync_interval",
 })
 
-# The proxy and hookgate-core act on these keys themselves, so the plugin accepts
-# and ignores them.
-CORE_KEYS = frozenset(field.name for field in dataclasses.fields(LaneSettings))
+# The proxy passes these keys on in every callback's settings and hookgate-core acts
+# on them (no request may disable a required plugin, and content is stripped before
+# the plugin receives the event), so the plugin ignores them. `success` and
+# `failure` are not accepted: the proxy takes those from the callback lists.
+CORE_KEYS = frozenset({"required", "log_content"})
 
 
 @dataclasses.dataclass(frozen=True)
