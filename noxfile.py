@@ -15,13 +15,15 @@ import nox
 ROOT = Path(__file__).parent
 PLUGINS = sorted(path.parent for path in ROOT.glob("plugins/*/pyproject.toml"))
 
-# What the tests need beyond the packages themselves: the real OpenAI SDK as a
-# client, `build` to make throwaway plugin wheels, and pytest with asyncio support.
+# What the tests need beyond the packages and their own `[test]` extras: pytest
+# with asyncio support, the real OpenAI SDK as a client, and hatchling so that tests
+# can build throwaway plugin packages without a network (no build isolation).
 TEST_REQUIREMENTS = [
     "pytest>=8",
     "pytest-asyncio>=0.23",
     "openai>=1.40",
     "build>=1.0",
+    "hatchling>=1.21",
     "pyyaml>=6",
     "httpx>=0.27",
 ]
@@ -39,9 +41,10 @@ def _members() -> list[str]:
 
 
 def _install_editable(session: nox.Session, paths: list[str]) -> None:
+    """Install each member editable with its `[test]` extra (pip ignores a missing extra)."""
     arguments: list[str] = []
     for path in paths:
-        arguments += ["-e", path]
+        arguments += ["-e", f"{path}[test]"]
     session.install(*arguments)
 
 
