@@ -379,34 +379,38 @@ class PluginRegistry:
         return record
 
     def _attach(self, record: PluginRecord, plugin: object, *, strict: bool = False) -> None:
+        # hookgate's own checks run first: pluggy's would catch only some of the same
+        # mistakes (it ignores keyword-only parameters), with a less specific message.
+        problem = self._validate(record.name, plugin)
+        if problem is not None:
+            self._fail(record, problem, strict=strict)
+            return
+
         try:
-            self.manager.register(plugin, name=record.name)
+            self._register(record.name, plugin)
+        except pluggy.PluginValidationError as error:
+            # pluggy may have attached some of the plugin's hooks before it found the
+            # bad one; remove them all so that no half-registered plugin remains.
+            if self.manager.get_plugin(record.name) is not None:
+                self.manager.unregister(name=record.name)
+            self._calls.pop(record.name, None)
+            self._fail(record, f"{error}; fix the hook implementation", strict=strict)
+            return
+
+        record.hooks = tuple(sorted(self._calls[record.name]))
+        record.status = PluginStatus.LOADED
+        logger.debug("plugin %s loaded (%s)", record.name, ", ".join(record.hooks))
+
+    def _register(self, name: str, plugin: object) -> None:
+        try:
+            self.manager.register(plugin, name=name)
         except ValueError as error:
             # pluggy refuses an object that is already registered under another name.
             # Case in point: two names backed by one instance. Wrap it in a proxy so
             # each name keeps its own registration.
             if "already registered" not in str(error):
                 raise
-            plugin = _Alias(plugin, self.manager)
-            self.manager.register(plugin, name=record.name)
-        except pluggy.PluginValidationError as error:
-            # pluggy may have attached some of the plugin's hooks before it found the
-            # bad one; remove them all so that no half-registered plugin remains.
-            if self.manager.get_plugin(record.name) is not None:
-                self.manager.unregister(name=record.name)
-            self._fail(record, f"{error}; fix the hook implementation", strict=strict)
-            return
-
-        problem = self._validate(record.name, plugin)
-        if problem is not None:
-            self.manager.unregister(plugin, name=record.name)
-            self._calls.pop(record.name, None)
-            self._fail(record, problem, strict=strict)
-            return
-
-        record.hooks = tuple(sorted(self._calls[record.name]))
-        record.status = PluginStatus.LOADED
-        logger.debug("plugin %s loaded (%s)", record.name, ", ".join(record.hooks))
+            self.manager.register(_Alias(plugin, self.manager), name=name)
 
     def _validate(self, name: str, plugin: object) -> str | None:
         calls: dict[str, HookCall] = {}
