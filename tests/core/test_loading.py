@@ -76,8 +76,9 @@ def test_unknown_hook_is_reported(loaded):
 def test_unknown_parameter_is_reported(loaded):
     record = loaded["records"]["unknown-param"]
     assert record["status"] == "failed"
-    assert "'request'" in record["error"]
-    assert "log_success" in record["error"]
+    assert "GoodLogger.log_success(event, request)" in record["error"]
+    assert "asks for 'request'" in record["error"]
+    assert "(it passes: event)" in record["error"]
 
 
 def test_async_sync_only_hook_is_reported(loaded):
