@@ -138,12 +138,16 @@ def test_backend_down_then_back(hookgate_harness: DispatchHarness,
     port = receiver.port
     receiver.stop()
     plugin = start(hookgate_harness, settings_for(
-        receiver, max_queue=100, batch_size=50, max_attempts=3, max_retry_delay=0.2))
+        receiver, max_queue=100, batch_size=50, max_attempts=4, max_retry_delay=0.3))
 
-    for _ in range(1500):
+    queued_samples = []
+    for index in range(1500):
         hookgate_harness.send(make_event())
+        if index % 50 == 0:
+            queued_samples.append(health(plugin)["queued"])
     hookgate_harness.drain(30)
     outage = health(plugin)
+    assert max(queued_samples) <= 100
     assert outage["queued"] <= 100
     assert outage["backend"] == "unreachable"
     assert outage["dropped"] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from typing import Any
 
@@ -34,6 +35,18 @@ def keys_env(receiver: Any) -> dict[str, str]:
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read())
+
+
+def wait_for_submitted(base_url: str, count: int, timeout: float = 10.0) -> dict[str, Any]:
+    """Poll `/callbacks/status` until the langfuse plugin has received `count` calls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = get_json(base_url + "/callbacks/status")
+        health = next(plugin["health"] for plugin in status["plugins"]
+                      if plugin["name"] == "langfuse")
+        if health["submitted"] >= count or time.monotonic() > deadline:
+            return dict(health)
+        time.sleep(0.05)
 
 
 def test_calls_delivered_at_sigterm(langfuse_receiver: Any) -> None:
@@ -88,13 +101,12 @@ def test_undelivered_calls_logged_at_sigterm(make_receiver: Any) -> None:
             raw = client.chat.completions.with_raw_response.create(model="m",
                                                                    messages=MESSAGES)
             call_ids.append(raw.headers["x-hookgate-call-id"])
-        status = get_json(proxy.base_url + "/callbacks/status")
+        health = wait_for_submitted(proxy.base_url, 10)
         exit_code = proxy.stop()
         logs = proxy.logs()
 
-    langfuse = next(plugin for plugin in status["plugins"] if plugin["name"] == "langfuse")
     assert exit_code == 0, logs
-    assert langfuse["health"]["queued"] == 10
+    assert health["queued"] == 10
     for call_id in call_ids:
         assert call_id in logs
     assert "10 entries not sent" in logs
