@@ -173,7 +173,9 @@ class OtelLogger:
                 self._last_drop_log = now
             dropped = self.stats.dropped
         if log_now:
-            if self._closed:
+            if self._tracer is None:
+                reason = "the logger is not set up"
+            elif self._closed:
                 reason = "the logger is shut down"
             else:
                 reason = f"backlog full ({self._backlog.maximum} spans)"
@@ -207,7 +209,8 @@ class OtelLogger:
                          "(%.1f s): %s", self.name, unsent, timeout,
                          self.stats.last_error or "export still in progress")
         else:
-            logger.info("plugin %s: all %d spans exported", self.name, self.stats.exported)
+            logger.info("plugin %s: flushed, no span left unsent (%d exported since startup)",
+                        self.name, self.stats.exported)
 
     @hookimpl
     def logger_health(self) -> Mapping[str, Any]:
