@@ -444,6 +444,7 @@ def test_flush_with_slow_send_reports_in_flight(closing: list[BatchSender]) -> N
     release.set()
 
     assert report.in_flight == 3
+    assert sorted(report.in_flight_keys) == ["call-0", "call-1", "call-2"]
     assert not report.complete
     wait_until(lambda: sender.counters.sent == 3)
 

@@ -19,7 +19,7 @@ authentication). The sender owns the delivery policy:
   retried. The next batch is tried once, so a fixed key recovers on its own;
 - every other status is a failure that is counted and not retried;
 - `flush(timeout)` sends what is buffered within the deadline, and `close(timeout)`
-  also stops the thread; both return what could not be sent and log its keys.
+  also stops the thread. Both return what could not be sent and log its keys.
 
 Only the standard library is used, so hookgate-core stays light. The sender never
 sees a secret: the send function adds authentication headers itself, and the sender
@@ -133,17 +133,21 @@ class FlushReport:
     """Entries the backend accepted during the flush."""
     unsent_keys: list[str] = field(default_factory=list)
     """Keys of entries not sent: given up, still queued, or dropped at close."""
-    in_flight: int = 0
-    """Entries whose send was still running at the deadline; their outcome is counted
-    later in `sent` or `failed` if the process lives long enough."""
+    in_flight_keys: list[str] = field(default_factory=list)
+    """Keys of entries whose send was still running at the deadline. Their outcome is
+    counted later in `sent` or `failed` if the process lives long enough."""
 
     @property
     def unsent(self) -> int:
         return len(self.unsent_keys)
 
     @property
+    def in_flight(self) -> int:
+        return len(self.in_flight_keys)
+
+    @property
     def complete(self) -> bool:
-        return not self.unsent_keys and not self.in_flight
+        return not self.unsent_keys and not self.in_flight_keys
 
     def raise_if_incomplete(self, name: str) -> None:
         """Raise FlushIncomplete, naming plugin `name` and the counts, unless complete."""
@@ -344,7 +348,7 @@ class BatchSender:
                 sent=self.counters.sent - sent_before,
                 unsent_keys=[*self._given_up_during_flush,
                              *(entry.key for entry in self._buffer)],
-                in_flight=len(self._in_flight),
+                in_flight_keys=[entry.key for entry in self._in_flight],
             )
             self._flush_deadline = None
             self._given_up_during_flush = []
@@ -365,11 +369,14 @@ class BatchSender:
             self._buffer.clear()
             self._buffer_bytes = 0
             self.counters.dropped += len(leftover)
+            sending = bool(self._in_flight)
             self._changed.notify_all()
 
-        # A send still running keeps its thread alive. The thread is a daemon, so it
-        # does not hold up the process, and the outcome is still counted if it ends.
-        self._thread.join(timeout=0.5)
+        # A send still running keeps its thread alive, and waiting for it would pass
+        # the deadline. The thread is a daemon, so it does not hold up the process,
+        # and the outcome is still counted if the send ends first.
+        if not sending:
+            self._thread.join(timeout=0.5)
         logger.info("%s: batch sender stopped: %d sent in total, %d failed, %d dropped",
                     self.name, self.counters.sent, self.counters.failed, self.counters.dropped)
         return report
@@ -380,10 +387,11 @@ class BatchSender:
             return
         logger.error("%s: %s ended with %d entries not sent and %d still in flight",
                      self.name, action, report.unsent, report.in_flight)
-        keys = report.unsent_keys
-        for start in range(0, len(keys), KEYS_PER_LOG_LINE):
-            logger.error("%s: not sent: %s", self.name,
-                         " ".join(keys[start:start + KEYS_PER_LOG_LINE]))
+        for label, keys in (("not sent", report.unsent_keys),
+                            ("in flight, outcome unknown", report.in_flight_keys)):
+            for start in range(0, len(keys), KEYS_PER_LOG_LINE):
+                logger.error("%s: %s: %s", self.name, label,
+                             " ".join(keys[start:start + KEYS_PER_LOG_LINE]))
 
     # Introspection
 
