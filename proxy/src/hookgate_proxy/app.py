@@ -27,6 +27,7 @@ from starlette.responses import Response
 from hookgate import Dispatcher, LaneSettings, PluginLoadError, PluginRegistry, PluginStatus
 from hookgate_proxy import __version__
 from hookgate_proxy.auth import Authenticator
+from hookgate_proxy.calls import Receivers
 from hookgate_proxy.config import ConfigError, ProxyConfig
 from hookgate_proxy.errors import ProxyError, error_response
 from hookgate_proxy.handlers import chat_completions, embeddings
@@ -62,6 +63,7 @@ class HookgateState:
     providers: dict[str, Provider]
     session: aiohttp.ClientSession
     auth: Authenticator
+    receivers: Receivers
 
 
 def create_app(config: ProxyConfig, *, plugins: Mapping[str, object] | None = None,
@@ -167,7 +169,8 @@ async def _start(app: FastAPI, config: ProxyConfig,
 
     state = HookgateState(config=config, registry=registry, dispatcher=dispatcher,
                           router=ModelRouter(config.deployments), providers=providers,
-                          session=session, auth=Authenticator(config.master_key))
+                          session=session, auth=Authenticator(config.master_key),
+                          receivers=Receivers.of(dispatcher))
     app.state.hookgate = state
     return state
 

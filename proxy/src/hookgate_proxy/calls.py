@@ -9,6 +9,7 @@ events. Building and submitting the event is in-memory work only.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ from hookgate_proxy.errors import ProxyError
 from hookgate_proxy.header import DISABLE_HEADER, parse_disable_header
 from hookgate_proxy.providers.base import Deployment, ProviderError
 
-__all__ = ["Call"]
+__all__ = ["Call", "Receivers"]
 
 # Request fields that set credentials or the upstream address. hookgate takes
 # these from the config only: they are dropped from the body, so a client can
@@ -33,19 +34,39 @@ _NO_DISABLE = DisableResult(frozenset())
 CallType = Literal["chat_completion", "embedding"]
 
 
+@dataclass(frozen=True)
+class Receivers:
+    """Names of the active plugins that receive success events and failure events."""
+
+    success: frozenset[str]
+    failure: frozenset[str]
+
+    @classmethod
+    def of(cls, dispatcher: Dispatcher) -> Receivers:
+        groups = dispatcher.categories()
+        both = groups["success_and_failure"]
+        return cls(frozenset(groups["success"] + both), frozenset(groups["failure"] + both))
+
+
 class Call:
-    """The state of one authenticated request, from arrival to its event."""
+    """The state of one authenticated request, from arrival to its event.
+
+    When no plugin would receive the event (none is active for that outcome, or the
+    request disabled them all), the event is not built, which saves the tens of
+    microseconds its validation and freezing take.
+    """
 
     __slots__ = (
         "body", "call_id", "call_type", "deployment", "disable", "dispatcher", "done",
-        "first_token_time", "header_sent", "key_hash", "model", "request", "route",
-        "start_time", "started", "stream", "upstream_seconds",
+        "first_token_time", "header_sent", "key_hash", "model", "receivers", "request",
+        "route", "start_time", "started", "stream", "upstream_seconds",
     )
 
-    def __init__(self, request: Request, dispatcher: Dispatcher, key_hash: str | None,
-                 call_type: CallType, started: float) -> None:
+    def __init__(self, request: Request, dispatcher: Dispatcher, receivers: Receivers,
+                 key_hash: str | None, call_type: CallType, started: float) -> None:
         self.request = request
         self.dispatcher = dispatcher
+        self.receivers = receivers
         self.key_hash = key_hash
         self.call_type = call_type
         self.started = started
@@ -89,6 +110,8 @@ class Call:
         if self.done:
             return
         self.done = True
+        if not self.receivers.success - self.disable.disabled:
+            return
         usage = response.get("usage") if response else None
         event = self._event("success", response=response, usage=_usage(usage))
         self.dispatcher.submit(event, self.disable.disabled)
@@ -104,6 +127,8 @@ class Call:
         if self.done:
             return
         self.done = True
+        if not self.receivers.failure - self.disable.disabled:
+            return
         if error is not None:
             info = ErrorInfo(
                 type=getattr(error, "kind", None) or type(error).__name__,

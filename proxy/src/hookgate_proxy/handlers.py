@@ -50,7 +50,7 @@ async def _handle(request: Request, call_type: CallType) -> Response:
     except ProxyError as error:
         return error_response(error)
 
-    call = Call(request, state.dispatcher, key_hash, call_type, started)
+    call = Call(request, state.dispatcher, state.receivers, key_hash, call_type, started)
     try:
         body = await _read_body(request, call, call_type)
         deployment = state.router.resolve(call.model)
