@@ -75,6 +75,18 @@ def test_500_not_retried(hookgate_harness: DispatchHarness, receiver: Any,
     assert health["backend"] == "rejecting"
 
 
+def test_forbidden_not_retried(hookgate_harness: DispatchHarness, receiver: Any,
+                               make_event: Callable[..., CallEvent]) -> None:
+    receiver.responses.append((403, {}))
+    logger = OtelLogger()
+    hookgate_harness.add(logger, "otel", fast_settings(receiver))
+    hookgate_harness.send(make_event())
+
+    wait_until(lambda: logger.logger_health()["failed"] == 1)
+    assert [request.status for request in receiver.requests] == [403]
+    assert logger.logger_health()["backend"] == "credentials rejected"
+
+
 def test_wrong_credentials_reported(hookgate_harness: DispatchHarness, receiver: Any,
                                     make_event: Callable[..., CallEvent]) -> None:
     receiver.token = "right-token"

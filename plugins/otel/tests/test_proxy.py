@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -54,6 +57,34 @@ def test_proxy_exports_spans(receiver: Any) -> None:
     assert failure.attributes["error.type"]
     assert failure.attributes["http.response.status_code"] == 503
     assert MASTER_KEY not in repr([span.attributes for span in spans])
+
+
+def otel_health(base_url: str) -> dict[str, Any]:
+    request = urllib.request.Request(base_url + "/callbacks/status",
+                                     headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        plugins = json.loads(response.read())["plugins"]
+    return next(plugin["health"] for plugin in plugins if plugin["name"] == "otel")
+
+
+def test_proxy_health_shows_rejection(receiver: Any) -> None:
+    receiver.token = "another-token"
+    with proxy_testing.running_proxy(config(receiver, schedule_delay=0.1)) as proxy:
+        client = openai.OpenAI(api_key=MASTER_KEY, base_url=proxy.base_url, max_retries=0)
+        client.chat.completions.create(model="m1", messages=[{"role": "user", "content": "hi"}])
+        receiver.wait_for_requests(1)
+        deadline = time.monotonic() + 10
+        health = otel_health(proxy.base_url)
+        while health["failed"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            health = otel_health(proxy.base_url)
+        assert proxy.stop() == 0
+
+    assert health["backend"] == "credentials rejected"
+    assert health["last_status"] == 401
+    assert health["failed"] == 1
+    assert COLLECTOR_TOKEN not in json.dumps(health)
+    assert [request.status for request in receiver.requests] == [401]
 
 
 def test_proxy_log_content_false(receiver: Any) -> None:
