@@ -15,6 +15,7 @@ import pytest
 from hookgate.batching import (
     BatchSender,
     FlushIncomplete,
+    HttpResponse,
     SendResult,
     http_post,
     parse_retry_after,
@@ -597,6 +598,14 @@ def test_http_post_reads_retry_after(receiver: Receiver) -> None:
     assert response.status == 429
     assert response.retry_after == 4.0
     assert response.to_result().detail == '{"status": 429}'
+
+
+def test_error_detail_hides_secrets() -> None:
+    response = HttpResponse(401, b'{"message": "bad key sk-123 for user"}')
+
+    result = response.to_result(secrets=("sk-123", ""))
+
+    assert result.detail == '{"message": "bad key *** for user"}'
 
 
 def test_http_post_does_not_follow_redirect(receiver: Receiver) -> None:

@@ -51,6 +51,7 @@ __all__ = [
     "SendFunction",
     "SendResult",
     "SenderCounters",
+    "flush_budget",
     "http_post",
     "parse_retry_after",
     "redact_url",
@@ -155,6 +156,16 @@ class FlushReport:
             raise FlushIncomplete(f"{name}: {self.unsent} entries not sent and "
                                   f"{self.in_flight} still in flight at the flush deadline; "
                                   "their keys are logged")
+
+
+def flush_budget(timeout: float) -> float:
+    """Return the part of a `logger_flush` timeout that a sender may spend.
+
+    hookgate stops waiting for the hook when `timeout` runs out, so a flush that
+    used all of it would be reported as timed out even when it finished. The rest
+    (a tenth, at most 0.25 s) covers returning from the hook.
+    """
+    return max(0.0, timeout - min(0.25, timeout / 10))
 
 
 class FlushIncomplete(RuntimeError):
@@ -344,11 +355,13 @@ class BatchSender:
                     break
                 self._changed.wait(remaining)
 
+            given_up = set(self._given_up_during_flush)
             report = FlushReport(
                 sent=self.counters.sent - sent_before,
                 unsent_keys=[*self._given_up_during_flush,
                              *(entry.key for entry in self._buffer)],
-                in_flight_keys=[entry.key for entry in self._in_flight],
+                in_flight_keys=[entry.key for entry in self._in_flight
+                                if entry.key not in given_up],
             )
             self._flush_deadline = None
             self._given_up_during_flush = []
@@ -674,11 +687,20 @@ class HttpResponse:
     """The whole body of a 2xx response; at most `detail_bytes` of any other."""
     retry_after: float | None = None
 
-    def to_result(self) -> SendResult:
-        """Return the `SendResult` for this response, with an excerpt of an error body."""
+    def to_result(self, secrets: Sequence[str] = ()) -> SendResult:
+        """Return the `SendResult` for this response, with an excerpt of an error body.
+
+        Each of `secrets` is replaced by `***` in the excerpt, because it ends up in
+        logs and health, and a server or a proxy in front of it may echo a request
+        header back.
+        """
         detail = None
         if not 200 <= self.status < 300:
-            detail = self.body.decode("utf-8", "replace").strip()[:300] or None
+            text = self.body.decode("utf-8", "replace")
+            for secret in secrets:
+                if secret:
+                    text = text.replace(secret, "***")
+            detail = text.strip()[:300] or None
         return SendResult(self.status, retry_after=self.retry_after, detail=detail)
 
 

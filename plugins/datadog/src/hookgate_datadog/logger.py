@@ -10,7 +10,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hookgate import CallEvent, hookimpl
-from hookgate.batching import BatchSender, SendFunction, SendResult, http_post, redact_url
+from hookgate.batching import (
+    BatchSender,
+    SendFunction,
+    SendResult,
+    flush_budget,
+    http_post,
+    redact_url,
+)
 from hookgate_datadog.payload import encode_log
 from hookgate_datadog.settings import DatadogSettings, parse_settings
 
@@ -43,7 +50,7 @@ def make_send_function(settings: DatadogSettings) -> SendFunction:
 
     def send(entries: Sequence[bytes], timeout: float) -> SendResult:
         body = gzip.compress(b"[" + b",".join(entries) + b"]", compresslevel=GZIP_LEVEL)
-        return http_post(url, body, headers, timeout).to_result()
+        return http_post(url, body, headers, timeout).to_result(secrets=(settings.api_key,))
 
     return send
 
@@ -87,7 +94,7 @@ class DatadogLogger:
     def logger_flush(self, timeout: float) -> None:
         """Send what is queued within `timeout`; raise FlushIncomplete if some is lost."""
         if self.sender is not None:
-            self.sender.close(timeout).raise_if_incomplete(self.name)
+            self.sender.close(flush_budget(timeout)).raise_if_incomplete(self.name)
 
     @hookimpl
     def logger_health(self) -> Mapping[str, Any] | None:

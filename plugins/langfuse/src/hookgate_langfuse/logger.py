@@ -9,7 +9,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hookgate import CallEvent, hookimpl
-from hookgate.batching import BatchSender, SendFunction, SendResult, http_post, redact_url
+from hookgate.batching import (
+    BatchSender,
+    SendFunction,
+    SendResult,
+    flush_budget,
+    http_post,
+    redact_url,
+)
 from hookgate_langfuse.payload import call_id_of, encode_call
 from hookgate_langfuse.settings import LangfuseSettings, parse_settings
 
@@ -35,14 +42,14 @@ def make_send_function(settings: LangfuseSettings) -> SendFunction:
         "User-Agent": USER_AGENT,
     }
     url = settings.ingestion_url
+    secrets = (settings.secret_key, token)
 
     def send(entries: Sequence[bytes], timeout: float) -> SendResult:
         body = BATCH_PREFIX + b",".join(entries) + BATCH_SUFFIX
         response = http_post(url, body, headers, timeout)
-        result = response.to_result()
         if response.status == 207:
             return _partial_result(response.status, response.body, entries)
-        return result
+        return response.to_result(secrets=secrets)
 
     return send
 
@@ -107,7 +114,7 @@ class LangfuseLogger:
     def logger_flush(self, timeout: float) -> None:
         """Send what is queued within `timeout`; raise FlushIncomplete if some is lost."""
         if self.sender is not None:
-            self.sender.close(timeout).raise_if_incomplete(self.name)
+            self.sender.close(flush_budget(timeout)).raise_if_incomplete(self.name)
 
     @hookimpl
     def logger_health(self) -> Mapping[str, Any] | None:
