@@ -186,6 +186,15 @@ def test_entry_point_loads(hookgate_harness: DispatchHarness, receiver: Any) -> 
     assert set(record.hooks) >= {"log_success", "log_failure", "logger_flush", "logger_health"}
 
 
+def test_sdk_disabled_not_configured(hookgate_harness: DispatchHarness, receiver: Any,
+                                    monkeypatch: Any) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    record = hookgate_harness.add(OtelLogger(), "otel", fast_settings(receiver))
+
+    assert record.status is PluginStatus.NOT_CONFIGURED
+    assert "OTEL_SDK_DISABLED" in (record.error or "")
+
+
 def test_invalid_setting_fails_plugin(hookgate_harness: DispatchHarness) -> None:
     record = hookgate_harness.add(OtelLogger(), "otel", {"endpoint": "not a url"})
 

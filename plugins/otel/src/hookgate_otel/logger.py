@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -20,9 +21,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from hookgate import CallEvent, hookimpl
+from hookgate import CallEvent, NotConfigured, hookimpl
 from hookgate_otel.export import Backlog, DeliveryStats, SplittingExporter, StatusSession
-from hookgate_otel.settings import DEFAULT_SERVICE_NAME, OtelSettings, parse_settings, redact_url
+from hookgate_otel.settings import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_SERVICE_NAME,
+    TRACES_PATH,
+    OtelSettings,
+    parse_settings,
+    redact_url,
+)
 from hookgate_otel.spans import span_attributes, span_name, time_ns
 
 __all__ = ["OtelLogger"]
@@ -89,6 +97,11 @@ class OtelLogger:
     @hookimpl
     def logger_setup(self, name: str, settings: Mapping[str, Any]) -> None:
         self.name = name
+        if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            # The SDK's TracerProvider then hands out no-op tracers, so no span would
+            # ever be exported; say so instead of counting every call as queued.
+            raise NotConfigured("OTEL_SDK_DISABLED=true switches the OpenTelemetry SDK off; "
+                                "unset it to export spans, or remove otel from the callbacks")
         parsed = parse_settings(name, settings)
         self.settings = parsed
         self._backlog = Backlog(parsed.max_queue_size)
@@ -121,6 +134,10 @@ class OtelLogger:
         logger.info("plugin %s: exporting spans to %s (queue %d spans, batch %d, every %.1f s)",
                     name, endpoint, parsed.max_queue_size, parsed.max_export_batch_size,
                     parsed.schedule_delay)
+        if parsed.traces_endpoint == f"{DEFAULT_ENDPOINT}/{TRACES_PATH}":
+            logger.info("plugin %s: no endpoint configured, so spans go to the OpenTelemetry "
+                        "default %s; set callback_settings.%s.endpoint or "
+                        "OTEL_EXPORTER_OTLP_ENDPOINT to change it", name, endpoint, name)
 
     @staticmethod
     def _resource(parsed: OtelSettings) -> Resource:
