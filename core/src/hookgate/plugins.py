@@ -259,7 +259,20 @@ class PluginRegistry:
         )
         self._records[candidate.name] = record
 
-        if not NAME_PATTERN.match(candidate.name):
+        claimants = ", ".join(
+            f"{_distribution_of(ep)[0]} {_distribution_of(ep)[1]} ({ep.value})"
+            for ep in candidate.entry_points
+        )
+
+        # A blocked name is checked first: blocking is how an operator sets aside a
+        # plugin, including one in conflict, without uninstalling anything.
+        if candidate.name in self.blocked:
+            record.status = PluginStatus.BLOCKED
+            record.error = f"blocked by configuration or {BLOCKED_ENV}; not imported"
+            if len(candidate.entry_points) > 1:
+                record.error += f" (claimed by {claimants})"
+            logger.info("plugin %s blocked: not imported", candidate.name)
+        elif not NAME_PATTERN.match(candidate.name):
             self._fail(
                 record,
                 f"invalid plugin name {candidate.name!r} in the {ENTRY_POINT_GROUP} entry point "
@@ -267,23 +280,15 @@ class PluginRegistry:
                 "digits, '_' and '-', starting with a letter; rename the entry point",
             )
         elif len(candidate.entry_points) > 1:
-            claimants = ", ".join(
-                f"{_distribution_of(ep)[0]} {_distribution_of(ep)[1]} ({ep.value})"
-                for ep in candidate.entry_points
-            )
             record.distribution = None
             record.version = None
             record.module = None
             self._fail(
                 record,
                 f"plugin name {candidate.name!r} is claimed by {len(candidate.entry_points)} "
-                f"distributions: {claimants}; uninstall all but one",
+                f"distributions: {claimants}; uninstall all but one, or block the name",
                 status=PluginStatus.CONFLICT,
             )
-        elif candidate.name in self.blocked:
-            record.status = PluginStatus.BLOCKED
-            record.error = f"blocked by configuration or {BLOCKED_ENV}; not imported"
-            logger.info("plugin %s blocked: not imported", candidate.name)
 
     # Loading
 
