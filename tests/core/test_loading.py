@@ -152,6 +152,16 @@ def test_strict_mode_fails_on_conflict(conflict_env):
     assert "hookgate-audit-two" in process.stderr
 
 
+def test_blocked_conflict_passes_strict_mode(conflict_env):
+    env = {"HOOKGATE_STRICT_PLUGINS": "1", "HOOKGATE_BLOCKED_PLUGINS": "audit"}
+    result = conflict_env.load_plugins(load=("audit", "good"), enable=("good",), env=env)
+    record = result["records"]["audit"]
+    assert record["status"] == "blocked"
+    assert "hookgate-audit-one" in record["error"]
+    assert "hookgate-audit-two" in record["error"]
+    assert result["delivered"] == {"good": 3}
+
+
 def test_same_distribution_twice_is_no_conflict(conflict_env, tmp_path):
     # A second path entry that leads to the same site-packages, as a symlinked
     # site-packages or an editable install beside a regular one does.
