@@ -257,6 +257,22 @@ def test_413_splits_large_batch(hookgate_harness: DispatchHarness,
     assert report["sent"] == 40
 
 
+def test_call_over_size_limit_sent_without_content(hookgate_harness: DispatchHarness,
+                                                   langfuse_receiver: Any) -> None:
+    plugin = start(hookgate_harness, settings_for(langfuse_receiver))
+    event = make_event(messages=[{"role": "user", "content": "x" * 3_600_000}])
+
+    hookgate_harness.send(event)
+    trace = langfuse_receiver.wait_for_traces(1)[event.call_id]
+    hookgate_harness.close(10)
+
+    report = health(plugin)
+    assert "input" not in trace
+    assert "the limit is 3499988" in trace["metadata"]["truncated"]
+    assert report["truncated"] == 1
+    assert report["sent"] == 1
+
+
 @pytest.mark.parametrize("wrong", ["public_key", "secret_key"])
 def test_wrong_credentials_reported(wrong: str, hookgate_harness: DispatchHarness,
                                     langfuse_receiver: Any,

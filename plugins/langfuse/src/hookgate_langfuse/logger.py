@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 BATCH_PREFIX = b'{"batch":['
 BATCH_SUFFIX = b"]}"
 USER_AGENT = "hookgate-langfuse/0.1.0"
+TRUNCATION_LOG_INTERVAL = 60.0
+"""Seconds between two warnings about calls sent without their content."""
 
 
 def make_send_function(settings: LangfuseSettings) -> SendFunction:
@@ -92,6 +96,10 @@ class LangfuseLogger:
         self.name = "langfuse"
         self.settings: LangfuseSettings | None = None
         self.sender: BatchSender | None = None
+        self.truncated = 0
+        """Calls whose input and output were removed to fit the request size limit."""
+        self._lock = threading.Lock()
+        self._next_truncation_log = 0.0
 
     @hookimpl
     def logger_setup(self, name: str, settings: Mapping[str, Any]) -> None:
@@ -99,7 +107,9 @@ class LangfuseLogger:
         parsed = parse_settings(name, settings)
         self.name = name
         self.settings = parsed
-        self.sender = BatchSender(name, make_send_function(parsed), **parsed.sender)
+        self.sender = BatchSender(name, make_send_function(parsed),
+                                  payload_overhead=len(BATCH_PREFIX + BATCH_SUFFIX),
+                                  **parsed.sender)
         logger.info("%s: sending to %s", name, redact_url(parsed.ingestion_url))
 
     @hookimpl
@@ -120,12 +130,27 @@ class LangfuseLogger:
     def logger_health(self) -> Mapping[str, Any] | None:
         if self.sender is None or self.settings is None:
             return None
-        return {"host": redact_url(self.settings.host), **self.sender.health()}
+        with self._lock:
+            truncated = self.truncated
+        return {"host": redact_url(self.settings.host), "truncated": truncated,
+                **self.sender.health()}
 
     def _submit(self, event: CallEvent) -> None:
         if self.sender is None or self.settings is None:
             raise RuntimeError(f"{self.name}: an event arrived before logger_setup")
-        entry = encode_call(event, environment=self.settings.environment,
-                            release=self.settings.release)
+        entry, truncated = encode_call(event, environment=self.settings.environment,
+                                       release=self.settings.release,
+                                       max_bytes=self.sender.max_entry_bytes)
+        if truncated:
+            with self._lock:
+                self.truncated += 1
+                now = time.monotonic()
+                warn = now >= self._next_truncation_log
+                if warn:
+                    self._next_truncation_log = now + TRUNCATION_LOG_INTERVAL
+            if warn:
+                logger.warning("%s: call %s exceeded %d bytes and is sent without input and "
+                               "output (%d such calls so far)", self.name, event.call_id,
+                               self.sender.max_entry_bytes, self.truncated)
         self.sender.submit(entry, event.call_id)
 

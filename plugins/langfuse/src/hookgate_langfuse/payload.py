@@ -140,13 +140,30 @@ def _without_none(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def encode_call(event: CallEvent, *, environment: str | None = None,
-                release: str | None = None) -> bytes:
+                release: str | None = None, max_bytes: int | None = None) -> tuple[bytes, bool]:
     """Encode one call as two comma-separated JSON envelopes, one batch entry.
 
     Keeping a trace and its generation in one entry means a split batch never sends
-    a generation without its trace.
+    a generation without its trace. An entry over `max_bytes` is encoded again
+    without input and output, with `truncated` in the metadata; if it is still too
+    large, it is returned as it is and the sender drops and counts it. Returns the
+    bytes and whether content was removed.
     """
+    data = _encode(event, environment, release, None)
+    if max_bytes is None or len(data) <= max_bytes:
+        return data, False
+    note = (f"input and output removed: the call encoded to {len(data)} bytes, the limit "
+            f"is {max_bytes}")
+    return _encode(event.without_content(), environment, release, note), True
+
+
+def _encode(event: CallEvent, environment: str | None, release: str | None,
+            truncated: str | None) -> bytes:
     envelopes = trace_and_generation(event, environment=environment, release=release)
+    if truncated is not None:
+        for envelope in envelopes:
+            envelope["body"]["metadata"] = {**envelope["body"]["metadata"],
+                                            "truncated": truncated}
     return b",".join(_dumps(envelope) for envelope in envelopes)
 
 
