@@ -112,3 +112,24 @@ def test_undelivered_calls_logged_at_sigterm(make_receiver: Any) -> None:
     assert "10 entries not sent" in logs
     assert "flush failed for ['langfuse']" in logs
     assert receiver.secret_key not in logs
+
+
+def test_missing_keys_leave_proxy_running(langfuse_receiver: Any, langfuse_env: None) -> None:
+    config = config_for(langfuse_receiver)
+
+    with proxy_testing.running_proxy(config) as proxy:
+        client = openai.OpenAI(api_key=CLIENT_KEY, base_url=proxy.base_url, max_retries=0)
+        reply = client.chat.completions.create(model="m", messages=MESSAGES)
+        status = get_json(proxy.base_url + "/callbacks/status")
+        listing = get_json(proxy.base_url + "/callbacks/list")
+        exit_code = proxy.stop()
+        logs = proxy.logs()
+
+    langfuse = next(plugin for plugin in status["plugins"] if plugin["name"] == "langfuse")
+    assert exit_code == 0, logs
+    assert reply.choices[0].message.content
+    assert langfuse["status"] == "not configured"
+    assert "LANGFUSE_PUBLIC_KEY" in langfuse["error"]
+    assert "LANGFUSE_SECRET_KEY" in langfuse["error"]
+    assert listing["success_and_failure"] == []
+    assert langfuse_receiver.requests == 0
