@@ -211,6 +211,13 @@ DISTRIBUTIONS = {
                                      "@hookimpl\ndef log_failure(event):\n    pass\n"},
         {"module-style": "hookgate_module_style"},
     ),
+    "bad-init": Distribution(
+        "hookgate-bad-init",
+        {"hookgate_bad_init.py": GOOD_LOGGER + (
+            "\n    def __init__(self):\n"
+            "        raise KeyError('DD_SITE')\n")},
+        {"bad-init": "hookgate_bad_init:GoodLogger"},
+    ),
     "twice": Distribution(
         "hookgate-twice", {"hookgate_twice.py": GOOD_LOGGER},
         {"twice": "hookgate_twice:GoodLogger"},

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-BROKEN = ("broken-import", "needs-dep", "unknown-hook", "unknown-param", "async-health")
+BROKEN = ("broken-import", "needs-dep", "unknown-hook", "unknown-param", "async-health",
+          "bad-init")
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,13 @@ def test_failure_log_names_distribution(loaded):
     assert "hookgate-needs-dep 1.0.0" in lines[0]
     assert "hookgate_needs_dep:GoodLogger" in lines[0]
     assert "hookgate_missing_backend" in lines[0]
+
+
+def test_constructor_error_is_reported(loaded):
+    record = loaded["records"]["bad-init"]
+    assert record["status"] == "failed"
+    assert "creating hookgate_bad_init:GoodLogger() raised KeyError: 'DD_SITE'" in record["error"]
+    assert "hookgate-bad-init" in record["error"]
 
 
 def test_unknown_hook_is_reported(loaded):
