@@ -21,9 +21,10 @@ authentication). The sender owns the delivery policy:
 - `flush(timeout)` sends what is buffered within the deadline, and `close(timeout)`
   also stops the thread. Both return what could not be sent and log its keys.
 
-Only the standard library is used, so hookgate-core stays light. The sender never
-sees a secret: the send function adds authentication headers itself, and the sender
-logs statuses, counts and entry keys (call ids) only.
+Only the standard library is used, so hookgate-core stays light. The sender is
+given no secret, because the send function adds the authentication headers itself.
+It logs statuses, counts, entry keys (call ids) and excerpts of error responses,
+which `HttpResponse.to_result` clears of the secrets a plugin names.
 """
 
 from __future__ import annotations

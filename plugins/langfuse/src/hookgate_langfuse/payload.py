@@ -145,8 +145,8 @@ def encode_call(event: CallEvent, *, environment: str | None = None,
 
     Keeping a trace and its generation in one entry means a split batch never sends
     a generation without its trace. An entry over `max_bytes` is encoded again
-    without input and output, with `truncated` in the metadata; if it is still too
-    large, it is returned as it is and the sender drops and counts it. Returns the
+    without input and output, with `truncated` in the metadata. If it is still too
+    large, it is returned as it is, and the sender drops and counts it. Returns the
     bytes and whether content was removed.
     """
     data = _encode(event, environment, release, None)
