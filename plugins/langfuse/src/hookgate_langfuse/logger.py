@@ -63,6 +63,9 @@ def _partial_result(status: int, body: bytes, entries: Sequence[bytes]) -> SendR
 
     Langfuse returns 207 for every accepted request and lists the events it could
     not process under `errors`, each with its envelope id.
+
+    NOTE: such events are counted as failed and not retried, even when their own
+    status is 5xx, so a transient error inside Langfuse loses them.
     """
     try:
         errors = json.loads(body).get("errors") or []
