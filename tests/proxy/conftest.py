@@ -82,7 +82,7 @@ def upstream() -> Iterator[FakeOpenAIServer]:
 @pytest.fixture(autouse=True)
 def _reset_upstream(request: pytest.FixtureRequest) -> None:
     # Tests that use the module's upstream (directly or through the proxy fixture)
-    # start with normal answers and an empty request record.
+    # start with normal responses and an empty request record.
     if "upstream" in request.fixturenames:
         request.getfixturevalue("upstream").reset()
 

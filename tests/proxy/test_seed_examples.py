@@ -1,11 +1,12 @@
 """The curl requests and OpenAI SDK snippets users copy from the LiteLLM documentation.
 
 Each runs as written, against a proxy with master key `sk-1234` and recorder plugins
-named `langfuse`, `datadog` and `prometheus`. Only the address changes: the
-examples target `http://0.0.0.0:4000` or `http://localhost:4000`, and these tests
-point them at the test proxy's loopback port. The curl commands run with the real
-`curl` when it is installed; otherwise an equivalent raw HTTP request is built from
-the same command line (see `run_curl`), and the test output says which.
+named `langfuse`, `datadog` and `prometheus`. Only the address changes: the examples
+target `http://0.0.0.0:4000` or `http://localhost:4000`, and these tests point them at
+the test proxy's loopback port. The curl commands run with the real `curl` when it is
+installed; otherwise an equivalent raw HTTP request is built from the same command
+line (see `run_curl`). The `/callbacks/list` example runs both ways (test ids `curl`
+and `raw-http`), so the fallback is tested too.
 """
 
 from __future__ import annotations

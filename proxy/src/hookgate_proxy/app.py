@@ -2,7 +2,7 @@
 
 `create_app(config)` builds the app without starting anything. At startup the
 lifespan loads only the plugins the config enables, sets each up, starts the
-dispatcher, mounts plugin routes and opens the shared upstream session; at
+dispatcher, mounts plugin routes and opens the shared upstream session. At
 shutdown it drains and flushes the loggers within `shutdown_timeout`.
 """
 
@@ -50,7 +50,7 @@ class StartupError(RuntimeError):
 
 @dataclass
 class HookgateState:
-    """What the routes need, on `app.state.hookgate`.
+    """The application state the routes use, on `app.state.hookgate`.
 
     `registry` and `dispatcher` are the interface plugins may use: a plugin's
     `logger_routes` can read `app.state.hookgate.dispatcher.stats()`.

@@ -1,9 +1,9 @@
 """One call's bookkeeping: who asked, what was disabled, and the event at the end.
 
 A `Call` is created when a request has passed authentication. The handler fills
-it in as the request proceeds and calls `succeed` or `fail` exactly once, after the
-response is complete; later calls are ignored, so that no request can produce two
-events. Building and submitting the event is in-memory work only.
+it in as the request proceeds and calls `succeed` or `fail` once the response is
+complete. Later calls are ignored, so that no request can produce two events.
+Building and submitting the event is in-memory work only.
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ class Call:
              response: dict[str, Any] | None = None) -> None:
         """Submit the failure event (once; later calls do nothing).
 
-        `error` is what the client was told; with `cancelled` the client went away
-        and `message` says when.
+        `error` is the error returned to the client. With `cancelled`, the client
+        went away and `message` states when.
         """
         if self.done:
             return

@@ -3,7 +3,7 @@
 Users switch from the LiteLLM proxy by changing the command, so the same file is
 read here. Keys hookgate does not support are collected and logged once at startup
 as ignored, never dropped silently. An invalid value stops startup with the key
-path, the value (unless the key holds a secret) and what is expected.
+path, the value (unless the key contains a secret) and what is expected.
 
 `os.environ/NAME` in any string value is replaced by that environment variable;
 a missing variable is a config error.

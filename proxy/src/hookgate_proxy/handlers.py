@@ -1,8 +1,8 @@
 """The LLM routes: chat completions and embeddings.
 
-Each handler authenticates, then opens a `Call`; from there every outcome,
-including an invalid body or an unknown model, ends in exactly one event, submitted
-after the response is sent (a Starlette background task, or the end of the stream).
+Each handler authenticates, then opens a `Call`. From there every outcome, including
+an invalid body or an unknown model, ends in exactly one event. The event is submitted
+after the response is sent, by a Starlette background task or at the end of the stream.
 The body is parsed once with orjson and not validated beyond what routing needs:
 unknown fields go to the provider unchanged.
 """
@@ -74,7 +74,7 @@ async def _handle(request: Request, call_type: CallType) -> Response:
     except (ProxyError, ProviderError) as error:
         return error_response(error, call.headers(), background=BackgroundTask(_fail, call, error))
     except Exception as error:
-        # A bug in hookgate or a provider: answer 500 and still log the call once.
+        # A bug in hookgate or a provider: respond with 500 and still log the call once.
         logger.exception("call %s: unexpected error", call.call_id)
         internal = ProxyError(f"internal error: {type(error).__name__}", status_code=500,
                               error_type="internal_error", kind=type(error).__name__)

@@ -1,4 +1,4 @@
-"""Streaming chat completions: pass chunks on as they arrive, then log the whole answer.
+"""Streaming chat completions: pass chunks on as they arrive, then log the whole response.
 
 `ChatStream` is a plain ASGI response rather than Starlette's StreamingResponse
 because it must know how the stream ended (finished, upstream error, or client
@@ -97,7 +97,7 @@ class ChatStream:
     """The ASGI response of a streaming chat completion.
 
     `first` is the first chunk, already read so that an upstream error before any
-    output could still be answered with its own status. With `client_usage` false
+    output could still be returned with its own status. With `client_usage` false
     the client did not ask for usage: hookgate asked the upstream for it anyway (for
     the event) and removes it from what the client receives.
     """

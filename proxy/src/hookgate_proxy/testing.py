@@ -4,7 +4,7 @@
   (or uses the embedded default), starts `hookgate serve` as a subprocess on a free
   loopback port, waits for `/health/readiness` and yields a `RunningProxy`.
 - `FakeOpenAIServer`: a loopback server that speaks the OpenAI wire format, records
-  every request, and can answer normally, stream, fail with a status, fail in the
+  every request, and can respond normally, stream, fail with a status, fail in the
   middle of a stream, or hang.
 - `FileRecorder`: a logger plugin that appends every hook call it receives to a JSON
   Lines file, so a test can read what a plugin inside the subprocess received.
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from hookgate import CallEvent, hookimpl
 
 __all__ = [
@@ -283,13 +284,13 @@ class RecordedRequest:
 
 @dataclass
 class FakeOpenAIServer:
-    """A loopback server that answers like the OpenAI API and records each request.
+    """A loopback server that responds like the OpenAI API and records each request.
 
     Change the attributes between requests to choose the next behaviour:
-    `reply` (the assistant's text), `fail_status` and `fail_message` (answer with that
-    error status), `hang` (seconds to sleep before answering), `chunk_delay` (seconds
+    `reply` (the assistant's text), `fail_status` and `fail_message` (respond with that
+    error status), `hang` (seconds to sleep before responding), `chunk_delay` (seconds
     between stream chunks), `fail_after_chunks` (break a stream with an error event
-    after that many chunks). `reset()` restores normal answers.
+    after that many chunks). `reset()` restores normal responses.
 
     Streams are sent as server-sent events with chunked encoding, one word per
     chunk, and a usage chunk when the request asks for `stream_options.include_usage`.
@@ -297,7 +298,7 @@ class FakeOpenAIServer:
 
     reply: str = "Hello from the fake upstream."
     fail_status: int | None = None
-    fail_message: str = "the fake upstream was told to fail"
+    fail_message: str = "the fake upstream failed as configured"
     hang: float = 0.0
     chunk_delay: float = 0.0
     fail_after_chunks: int | None = None
@@ -321,7 +322,7 @@ class FakeOpenAIServer:
     def reset(self) -> None:
         """Restore every behaviour attribute to its default and forget the requests."""
         self.reply = "Hello from the fake upstream."
-        self.fail_message = "the fake upstream was told to fail"
+        self.fail_message = "the fake upstream failed as configured"
         self.fail_status = None
         self.hang = 0.0
         self.chunk_delay = 0.0

@@ -1,4 +1,4 @@
-"""The built-in mock provider: deterministic answers with no network.
+"""The built-in mock provider: deterministic responses with no network.
 
 The upstream model name chooses the behaviour, so that every path of the proxy can
 be tried offline:
@@ -8,7 +8,7 @@ be tried offline:
 - `timeout`: fails as an upstream timeout (504);
 - `stream-error`: streams two chunks, then fails (a non-streaming call fails at once
   with 502);
-- anything else answers "You said: <last user message>" (or the request's
+- anything else responds "You said: <last user message>" (or the request's
   `mock_response` field, as the LiteLLM mock does), streamed one word per chunk.
 
 Token counts are word counts.
@@ -39,7 +39,7 @@ def _text(content: Any) -> str:
 
 
 class MockProvider:
-    """Answers from the request itself; see the module docstring for the behaviours."""
+    """Builds responses from the request itself, as the module docstring describes."""
 
     name = "mock"
 

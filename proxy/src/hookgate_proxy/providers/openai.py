@@ -71,7 +71,7 @@ class OpenAIProvider:
                 if response.status >= 400:
                     raise self._upstream_error(deployment, response.status, data)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            raise ProviderTimeout(f"upstream did not answer within {deployment.timeout:g} s",
+            raise ProviderTimeout(f"upstream timed out after {deployment.timeout:g} s",
                                   provider=self.name) from None
         except aiohttp.ClientError as error:
             raise self._connection_error(deployment, error) from None
@@ -88,7 +88,7 @@ class OpenAIProvider:
     async def stream_chat(self, deployment: Deployment,
                           body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         # `timeout` bounds the connection and each wait for data, not the whole
-        # stream, so a long answer that keeps arriving is never cut.
+        # stream, so a long response that keeps arriving is never cut.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=deployment.timeout,
                                         sock_read=deployment.timeout)
         try:
@@ -96,7 +96,7 @@ class OpenAIProvider:
                 self._url(deployment, "/chat/completions"), data=orjson.dumps(body),
                 headers=self._headers(deployment), timeout=timeout)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            raise ProviderTimeout(f"upstream did not answer within {deployment.timeout:g} s",
+            raise ProviderTimeout(f"upstream timed out after {deployment.timeout:g} s",
                                   provider=self.name) from None
         except aiohttp.ClientError as error:
             raise self._connection_error(deployment, error) from None
@@ -122,7 +122,7 @@ class OpenAIProvider:
                 raise ProviderError("upstream closed the stream before it finished",
                                     provider=self.name)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            raise ProviderTimeout(f"upstream sent nothing for {deployment.timeout:g} s",
+            raise ProviderTimeout(f"upstream timed out: no data for {deployment.timeout:g} s",
                                   provider=self.name) from None
         except aiohttp.ClientError as error:
             raise self._connection_error(deployment, error) from None
@@ -173,8 +173,9 @@ class OpenAIProvider:
 async def _server_sent_events(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """Yield the `data:` payload of each server-sent event in the response body.
 
-    Reads raw chunks rather than lines because aiohttp's line reader raises on
-    lines longer than 64 KiB, which a chunk with large tool-call arguments can be.
+    Reads raw chunks rather than lines because aiohttp's line reader raises
+    LineTooLong past a fixed size (twice the read buffer: 512 KiB in aiohttp 3.14),
+    and a chunk with large tool-call arguments has no such bound.
     """
     buffer = b""
     async for data in response.content.iter_any():
