@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 # Passed from `hookgate serve --workers N` to each worker process.
 CONFIG_ENV = "HOOKGATE_CONFIG"
 ADDRESS_ENV = "HOOKGATE_ADDRESS"
+LOG_LEVEL_ENV = "HOOKGATE_LOG_LEVEL"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,6 +121,7 @@ def _serve_workers(arguments: argparse.Namespace, address: str) -> int:
     # Each worker imports the app through the factory below, which reads these.
     os.environ[CONFIG_ENV] = str(Path(arguments.config).resolve()) if arguments.config else ""
     os.environ[ADDRESS_ENV] = address
+    os.environ[LOG_LEVEL_ENV] = arguments.log_level
     uvicorn.run("hookgate_proxy.cli:worker_app", factory=True, host=arguments.host,
                 port=arguments.port, workers=arguments.workers, log_config=None,
                 log_level=arguments.log_level, access_log=arguments.access_log,
@@ -130,6 +132,9 @@ def _serve_workers(arguments: argparse.Namespace, address: str) -> int:
 def worker_app() -> FastAPI:
     """Build the app in a worker process of `hookgate serve --workers N`."""
     from hookgate_proxy.app import create_app
+
+    # A worker is a fresh interpreter, so the parent's logging setup is not inherited.
+    _configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"))
 
     config = _load(os.environ.get(CONFIG_ENV) or None)
     return create_app(config, address=os.environ.get(ADDRESS_ENV))
