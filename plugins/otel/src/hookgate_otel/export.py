@@ -152,6 +152,16 @@ class SplittingExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             return self._send(list(spans))
+        except Exception as error:
+            # The SDK would only log it, and the spans would be lost without a count.
+            with self._lock:
+                self._stats.failed += len(spans)
+                self._stats.failed_requests += 1
+                self._stats.last_error = f"export raised {type(error).__name__}: {error}"
+                self._stats.last_error_time = time.time()
+            logger.exception("plugin %s: export of %d spans raised", self._plugin_name,
+                             len(spans))
+            return SpanExportResult.FAILURE
         finally:
             self._backlog.release(len(spans))
 

@@ -98,8 +98,8 @@ class OtelLogger:
     def logger_setup(self, name: str, settings: Mapping[str, Any]) -> None:
         self.name = name
         if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-            # The SDK's TracerProvider then hands out no-op tracers, so no span would
-            # ever be exported; say so instead of counting every call as queued.
+            # The SDK's TracerProvider then returns no-op tracers, so no span would ever
+            # be exported. Reporting it beats counting every call as queued.
             raise NotConfigured("OTEL_SDK_DISABLED=true switches the OpenTelemetry SDK off; "
                                 "unset it to export spans, or remove otel from the callbacks")
         parsed = parse_settings(name, settings)
@@ -159,6 +159,10 @@ class OtelLogger:
         self._record(event)
 
     def _record(self, event: CallEvent) -> None:
+        # Built before a backlog slot is taken: if the event cannot be mapped, the
+        # error reaches the dispatcher (counted as failed) and no slot leaks.
+        name = span_name(event)
+        attributes = span_attributes(event)
         if self._tracer is None or self._closed or not self._backlog.try_acquire():
             self._drop(event)
             return
@@ -167,13 +171,12 @@ class OtelLogger:
 
         token = _next_trace_id.set(_trace_id(event.call_id))
         try:
-            span = self._tracer.start_span(
-                span_name(event),
-                context=otel_context.Context(),
-                kind=trace.SpanKind.CLIENT,
-                attributes=span_attributes(event),
-                start_time=time_ns(event.start_time),
-            )
+            span = self._tracer.start_span(name, context=otel_context.Context(),
+                                           kind=trace.SpanKind.CLIENT, attributes=attributes,
+                                           start_time=time_ns(event.start_time))
+        except BaseException:
+            self._backlog.release(1)
+            raise
         finally:
             _next_trace_id.reset(token)
 
