@@ -256,3 +256,27 @@ def test_slow_backend_keeps_dispatch_moving(hookgate_harness: DispatchHarness, r
     assert lane.timed_out == 0
     assert health["accepted"] + health["dropped"] == 100
     assert health["queued"] <= 20
+
+
+def test_export_exception_counted() -> None:
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    from hookgate_otel.export import Backlog, DeliveryStats, SplittingExporter, StatusSession
+
+    class RaisingExporter(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            raise RuntimeError("encoder bug")
+
+    backlog = Backlog(10)
+    assert backlog.try_acquire()
+    assert backlog.try_acquire()
+    stats = DeliveryStats()
+    exporter = SplittingExporter(RaisingExporter(), StatusSession(), backlog, stats,
+                                 plugin_name="otel", endpoint="http://127.0.0.1:1/v1/traces")
+
+    result = exporter.export([object(), object()])  # type: ignore[list-item]
+
+    assert result is SpanExportResult.FAILURE
+    assert stats.failed == 2
+    assert stats.last_error == "export raised RuntimeError: encoder bug"
+    assert backlog.pending == 0
