@@ -60,10 +60,13 @@ def _plugin_session(plugin: Path) -> None:
     @nox.session(name=f"plugin-{plugin.name}", default=False)
     def run(session: nox.Session) -> None:
         session.install(*TEST_REQUIREMENTS)
+        # The proxy depends on hookgate-jsonl, which is not on PyPI: install it from
+        # here too, or pip would try to fetch it.
         paths = [str(ROOT / "core")]
         if (ROOT / "proxy" / "pyproject.toml").exists():
-            paths.append(str(ROOT / "proxy"))
-        _install_editable(session, [*paths, str(plugin)])
+            paths += [str(ROOT / "plugins" / "jsonl"), str(ROOT / "proxy")]
+        paths += [str(plugin)] if str(plugin) not in paths else []
+        _install_editable(session, paths)
         session.run("pytest", str(plugin / "tests"), *session.posargs)
 
     run.__doc__ = f"Test the {plugin.name} plugin package on its own."
