@@ -146,9 +146,10 @@ def test_required_callback_must_load(tmp_path: Path) -> None:
     result = run_cli("serve", "--config", str(write_config(tmp_path, config)),
                      "--host", "127.0.0.1", "--port", "9")
 
-    assert result.returncode != 0
+    assert result.returncode == 3
     assert "required callback not active, refusing to start without it: ghost_audit" in (
         result.stderr)
+    assert "Traceback" not in result.stderr
 
 
 def test_ignored_and_failed_reported(tmp_path: Path) -> None:

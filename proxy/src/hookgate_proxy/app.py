@@ -154,6 +154,7 @@ async def _start(app: FastAPI, config: ProxyConfig,
         message = (f"required callback not active, refusing to start without it: {details}. "
                    "Fix the plugin or set callback_settings.<name>.required to false")
         logger.critical(message)
+        app.state.startup_error_logged = True
         raise StartupError(message)
 
     connector = aiohttp.TCPConnector(limit=POOL_LIMIT, limit_per_host=POOL_LIMIT_PER_HOST,

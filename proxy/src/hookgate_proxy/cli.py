@@ -17,6 +17,7 @@ import uvicorn
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from starlette.types import Message, Receive, Scope, Send
 
     from hookgate_proxy.config import ProxyConfig
 
@@ -98,7 +99,7 @@ def _serve(arguments: argparse.Namespace) -> int:
             return _serve_workers(arguments, address)
         from hookgate_proxy.app import create_app
 
-        app = create_app(config, address=address)
+        app = _QuietStartupFailure(create_app(config, address=address))
     except ConfigError as error:
         logger.error("%s", error)
         return 1
@@ -129,7 +130,7 @@ def _serve_workers(arguments: argparse.Namespace, address: str) -> int:
     return 0
 
 
-def worker_app() -> FastAPI:
+def worker_app() -> _QuietStartupFailure:
     """Build the app in a worker process of `hookgate serve --workers N`."""
     from hookgate_proxy.app import create_app
 
@@ -137,7 +138,32 @@ def worker_app() -> FastAPI:
     _configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"))
 
     config = _load(os.environ.get(CONFIG_ENV) or None)
-    return create_app(config, address=os.environ.get(ADDRESS_ENV))
+    return _QuietStartupFailure(create_app(config, address=os.environ.get(ADDRESS_ENV)))
+
+
+class _QuietStartupFailure:
+    """The ASGI app, minus the traceback of a startup failure hookgate already logged.
+
+    Starlette reports a failed lifespan startup with the whole traceback, which
+    uvicorn prints. When the lifespan has logged the reason itself (a required
+    logger that failed to load), that traceback only buries the message.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def forward(message: Message) -> None:
+            if (message["type"] == "lifespan.startup.failed"
+                    and getattr(self.app.state, "startup_error_logged", False)):
+                message = {**message, "message": ""}
+            await send(message)
+
+        await self.app(scope, receive, forward)
 
 
 def _url_host(host: str) -> str:
