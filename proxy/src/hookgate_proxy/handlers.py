@@ -70,6 +70,9 @@ async def _handle(request: Request, call_type: CallType) -> Response:
         else:
             upstream_body.pop("stream", None)
             upstream_body.pop("stream_options", None)
+            # NOTE: uvicorn does not cancel a handler whose client disconnected, so a
+            # non-streaming call still waits for the upstream and is logged as a
+            # success; only streams detect the disconnect.
             result = await _timed(call, provider.chat(deployment, upstream_body))
     except (ProxyError, ProviderError) as error:
         return error_response(error, call.headers(), background=BackgroundTask(_fail, call, error))
