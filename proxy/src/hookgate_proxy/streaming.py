@@ -108,9 +108,12 @@ class ChatStream:
         self.call = call
         self.chunks = chunks
         self.first = first
+        # Latin-1, as Starlette decodes request headers: ignored names are echoed
+        # from the client's header and must go back as the same bytes.
         self.headers = [(b"content-type", b"text/event-stream"),
                         (b"cache-control", b"no-cache"),
-                        *((name.encode(), value.encode()) for name, value in headers.items())]
+                        *((name.encode("latin-1"), value.encode("latin-1"))
+                          for name, value in headers.items())]
         self.client_usage = client_usage
         self.assembler = StreamAssembler()
         self.error: ProviderError | None = None
