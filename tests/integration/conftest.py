@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,7 +32,7 @@ def load_plugin_conftest(plugin: str) -> ModuleType:
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load the {plugin} receiver from {path}")
     module = importlib.util.module_from_spec(spec)
-    # dataclasses look the module up in sys.modules while the class body runs.
+    # The dataclass decorator looks the module up in sys.modules.
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
@@ -66,9 +66,15 @@ def otlp_receiver() -> Iterator[Any]:
     receiver.stop()
 
 
+@pytest.fixture
+def parse_samples() -> Callable[[str], Any]:
+    """The prometheus plugin tests' scrape parser: samples by name and labels."""
+    return load_plugin_conftest("prometheus").parse_samples  # type: ignore[no-any-return]
+
+
 @pytest.fixture(scope="session")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Build the wheels of core, proxy and the five plugins; return them by distribution."""
+    """Build the wheels of core, proxy and the five plugins, by distribution name."""
     directory = tmp_path_factory.mktemp("wheels")
     sources = [REPOSITORY / "core", REPOSITORY / "proxy"]
     sources += [REPOSITORY / "plugins" / plugin for plugin in PLUGINS]

@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import sysconfig
 import time
 import urllib.error
 import urllib.request
 import venv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,21 +34,22 @@ pytestmark = pytest.mark.slow
 
 PLUGINS = ("jsonl", "langfuse", "datadog", "otel", "prometheus")
 ENTRY_POINT_GROUP = "hookgate.callbacks"
-LANGFUSE_ENV = ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY")
 ISOLATED_PREFIXES = ("LANGFUSE_", "DD_", "OTEL_", "HOOKGATE_", "PROMETHEUS_")
-"""Variables a plugin reads; removed so that the machine's settings cannot leak in."""
+"""Prefixes of the variables that plugins read, removed so that the machine's settings
+cannot leak in."""
 
 PROBE = """
 import importlib, importlib.metadata, json, sys
+group, names = sys.argv[1], sys.argv[2:]
 modules = {}
-for name in sys.argv[1:]:
+for name in names:
     try:
         modules[name] = importlib.import_module(name).__file__
     except ImportError:
         modules[name] = None
-entry_points = sorted(ep.name for ep in importlib.metadata.entry_points(group=%r))
+entry_points = sorted(ep.name for ep in importlib.metadata.entry_points(group=group))
 print(json.dumps({"modules": modules, "entry_points": entry_points}))
-""" % ENTRY_POINT_GROUP
+"""
 
 
 def clean_environment(**variables: str) -> dict[str, str]:
@@ -81,14 +81,14 @@ class Environment:
                               env=clean_environment(), timeout=timeout, cwd=self.root)
 
     def pip(self, *arguments: str | Path) -> subprocess.CompletedProcess[str]:
-        # pip itself comes from the parent's site-packages; run by this interpreter it
+        # pip itself comes from the parent's site-packages. Run by this interpreter, it
         # installs into and uninstalls from this environment only.
         return self.run(self.python, "-m", "pip", "--disable-pip-version-check",
                         "--no-input", *arguments)
 
     def probe(self, *modules: str) -> dict[str, Any]:
         """Return where each module imports from (None if it does not) and the entry points."""
-        result = self.run(self.python, "-c", PROBE, *modules)
+        result = self.run(self.python, "-c", PROBE, ENTRY_POINT_GROUP, *modules)
         assert result.returncode == 0, f"probe failed:\n{result.stderr}"
         return json.loads(result.stdout)  # type: ignore[no-any-return]
 
@@ -191,7 +191,7 @@ class Backends:
         if plugin == "otel":
             spans = self.request.getfixturevalue("otlp_receiver").spans
             return {span.trace_id for span in spans}
-        raise ValueError(f"{plugin} has no backend to read; check its /metrics instead")
+        raise ValueError(f"{plugin} has no backend to read, so check its /metrics instead")
 
 
 def config_enabling(plugin: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -253,6 +253,23 @@ def post_chat(base_url: str) -> str:
         return str(response.headers["x-hookgate-call-id"])
 
 
+def wait_for_request_count(base_url: str, parse: Callable[[str], Any], expected: float,
+                           timeout: float = 10.0) -> float | None:
+    """Scrape `/metrics` until the successful requests of model `m` reach `expected`.
+
+    Returns the last value seen: the counter goes up when the event is dispatched,
+    shortly after the response.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(base_url + "/metrics", timeout=10) as response:
+            samples = parse(response.read().decode())
+        value = samples.value("hookgate_requests_total", model="m", status="success")
+        if value == expected or time.monotonic() > deadline:
+            return value  # type: ignore[no-any-return]
+        time.sleep(0.05)
+
+
 def listed(callbacks: dict[str, list[str]]) -> set[str]:
     return {name for names in callbacks.values() for name in names}
 
@@ -269,7 +286,8 @@ def test_parent_site_hides_hookgate(environment: Environment) -> None:
 
 @pytest.mark.parametrize("plugin", PLUGINS)
 def test_wheel_install_cycle(plugin: str, environment: Environment, wheels: dict[str, Path],
-                             tmp_path: Path, request: pytest.FixtureRequest) -> None:
+                             tmp_path: Path, request: pytest.FixtureRequest,
+                             parse_samples: Callable[[str], Any]) -> None:
     distribution = f"hookgate-{plugin}"
     backends = Backends(tmp_path, request)
     settings, variables = backends.settings(plugin)
@@ -281,10 +299,9 @@ def test_wheel_install_cycle(plugin: str, environment: Environment, wheels: dict
     with serve_from(environment, config, variables, tmp_path / "installed") as proxy:
         callbacks_installed = get_json(proxy.base_url + "/callbacks/list")
         call_id = post_chat(proxy.base_url)
-        metrics = ""
+        requests_counted = None
         if plugin == "prometheus":
-            with urllib.request.urlopen(proxy.base_url + "/metrics", timeout=10) as response:
-                metrics = response.read().decode()
+            requests_counted = wait_for_request_count(proxy.base_url, parse_samples, 1)
         exit_installed = proxy.stop()
         logs_installed = proxy.logs()
     delivered = set() if plugin == "prometheus" else backends.delivered_call_ids(plugin)
@@ -307,11 +324,12 @@ def test_wheel_install_cycle(plugin: str, environment: Environment, wheels: dict
     assert listed(callbacks_installed) == {plugin}, (
         f"/callbacks/list with {distribution} installed: {callbacks_installed}\n{logs_installed}")
     if plugin == "prometheus":
-        assert 'hookgate_requests_total{model="m",status="success"} 1.0' in metrics, metrics
+        assert requests_counted == 1, f"/metrics counted {requests_counted} requests, sent 1"
     else:
         assert delivered == {call_id}, f"{plugin} backend received {delivered}, sent {call_id}"
 
-    assert uninstalled.returncode == 0, f"pip uninstall {distribution} failed:\n{uninstalled.stderr}"
+    assert uninstalled.returncode == 0, (
+        f"pip uninstall {distribution} failed:\n{uninstalled.stderr}")
     assert plugin not in listing_uninstalled, (
         f"hookgate plugins --json still lists {plugin} after pip uninstall")
     assert exit_uninstalled == 0, logs_uninstalled
