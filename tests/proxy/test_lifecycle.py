@@ -133,6 +133,23 @@ def test_invalid_config(tmp_path: Path, config: dict[str, Any], expected: str) -
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("target", "expected"), [
+    ("no_such_module_here:Logger", "cannot import 'no_such_module_here:Logger': "
+                                   "ModuleNotFoundError"),
+    ("hookgate_proxy.testing:NoSuchClass", "cannot import 'hookgate_proxy.testing:NoSuchClass'"),
+    ("hookgate_proxy.testing:RecordedRequest", "creating 'hookgate_proxy.testing:RecordedRequest' "
+                                               "raised TypeError"),
+], ids=["module", "attribute", "constructor"])
+def test_python_plugin_errors(tmp_path: Path, target: str, expected: str) -> None:
+    config = {"litellm_settings": {"callbacks": ["in_house"]},
+              "hookgate_settings": {"plugins": {"in_house": target}}}
+    result = run_cli("serve", "--config", str(write_config(tmp_path, config)), "--port", "9")
+
+    assert result.returncode == 1
+    assert f"hookgate_settings.plugins.in_house: {expected}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_unreadable_config(tmp_path: Path) -> None:
     result = run_cli("serve", "--config", str(tmp_path / "missing.yaml"))
 

@@ -124,7 +124,13 @@ def _import_plugins(config: ProxyConfig) -> dict[str, object]:
         except (ImportError, AttributeError) as error:
             raise ConfigError(f"hookgate_settings.plugins.{name}: cannot import {target!r}: "
                               f"{type(error).__name__}: {error}") from None
-        objects[name] = value() if inspect.isclass(value) else value
+        if inspect.isclass(value):
+            try:
+                value = value()
+            except Exception as error:
+                raise ConfigError(f"hookgate_settings.plugins.{name}: creating {target!r} "
+                                  f"raised {type(error).__name__}: {error}") from None
+        objects[name] = value
     return objects
 
 
