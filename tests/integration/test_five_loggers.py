@@ -2,10 +2,10 @@
 
 The proxy runs jsonl (a temporary file), langfuse, datadog and otel (each sending to
 its plugin's loopback receiver) and prometheus (`/metrics` on the proxy's port).
-Requests come from the OpenAI SDK and from plain HTTP, with the header values of
-the LiteLLM documentation (`langfuse`, `langfuse,datadog`,
-`langfuse,datadog,prometheus`), without the header, and with each logger's own
-name. Every request's call id (the `x-hookgate-call-id` response header) must
+Requests come from the OpenAI SDK and from plain HTTP. They carry the header
+values of the LiteLLM documentation (`langfuse`, `langfuse,datadog`,
+`langfuse,datadog,prometheus`), no header, each logger's own name, loose
+spelling, two header lines or an unknown name. Every request's call id (the `x-hookgate-call-id` response header) must
 reach exactly the loggers that the header does not name. The test reads jsonl,
 langfuse, datadog and otel at their backends after SIGTERM has flushed them, and
 prometheus through its counters, scraped before SIGTERM.
@@ -44,7 +44,8 @@ class SentRequest:
 
     tag: str
     """The request's `user` field, unique per request, used in failure messages."""
-    header: str | None
+    lines: tuple[str, ...]
+    """The `x-litellm-disable-callbacks` header lines sent, none for a request without it."""
     status: str
     call_id: str
     disabled: str | None
@@ -53,7 +54,9 @@ class SentRequest:
 
     @property
     def named(self) -> set[str]:
-        return {name.strip() for name in (self.header or "").split(",") if name.strip()}
+        """Return the names in the header lines, trimmed and lowercased like the proxy does."""
+        return {name.strip().lower() for line in self.lines for name in line.split(",")
+                if name.strip()}
 
     def reaches(self, logger: str) -> bool:
         return logger not in self.named
@@ -91,12 +94,20 @@ def disable_headers(header: str | None) -> dict[str, str]:
     return {} if header is None else {"x-litellm-disable-callbacks": header}
 
 
+def header_lines(header: str | None) -> tuple[str, ...]:
+    return () if header is None else (header,)
+
+
+def split_names(value: str | None) -> set[str]:
+    return {name for name in (value or "").split(",") if name}
+
+
 def send_with_sdk(client: openai.OpenAI, tag: str, header: str | None) -> SentRequest:
     raw = client.chat.completions.with_raw_response.create(
         model=MODEL, messages=[{"role": "user", "content": f"request {tag}"}], user=tag,
         extra_headers=disable_headers(header))
     assert raw.parse().choices[0].message.content, f"{tag}: empty completion"
-    return SentRequest(tag, header, "success", raw.headers["x-hookgate-call-id"],
+    return SentRequest(tag, header_lines(header), "success", raw.headers["x-hookgate-call-id"],
                        raw.headers.get("x-hookgate-callbacks-disabled"),
                        raw.headers.get("x-hookgate-callbacks-ignored"))
 
@@ -109,22 +120,24 @@ def send_stream_with_sdk(client: openai.OpenAI, tag: str, header: str | None) ->
         chunks = list(response.parse())
         headers = response.headers
     assert chunks, f"{tag}: the stream had no chunks"
-    return SentRequest(tag, header, "success", headers["x-hookgate-call-id"],
+    return SentRequest(tag, header_lines(header), "success", headers["x-hookgate-call-id"],
                        headers.get("x-hookgate-callbacks-disabled"),
                        headers.get("x-hookgate-callbacks-ignored"))
 
 
-def send_with_http(base_url: str, tag: str, header: str | None, model: str = MODEL,
+def send_with_http(base_url: str, tag: str, lines: tuple[str, ...], model: str = MODEL,
                    expected_status: int = 200) -> SentRequest:
+    """Send a chat completion with each of `lines` as its own disable header line."""
     # A LiteLLM client may send its key in x-litellm-api-key instead of Authorization.
+    headers = [("x-litellm-api-key", MASTER_KEY)]
+    headers += [("x-litellm-disable-callbacks", line) for line in lines]
     response = httpx.post(
-        base_url + "/v1/chat/completions", timeout=10,
-        headers={"x-litellm-api-key": MASTER_KEY, **disable_headers(header)},
+        base_url + "/v1/chat/completions", timeout=10, headers=headers,
         json={"model": model, "messages": [{"role": "user", "content": f"request {tag}"}],
               "user": tag})
     assert response.status_code == expected_status, f"{tag}: {response.text}"
     status = "success" if expected_status == 200 else "failure"
-    return SentRequest(tag, header, status, response.headers["x-hookgate-call-id"],
+    return SentRequest(tag, lines, status, response.headers["x-hookgate-call-id"],
                        response.headers.get("x-hookgate-callbacks-disabled"),
                        response.headers.get("x-hookgate-callbacks-ignored"))
 
@@ -171,10 +184,13 @@ def test_five_loggers_honour_header(tmp_path: Path, langfuse_receiver: Any,
         sent: list[SentRequest] = []
         for index, header in enumerate(REFERENCE_HEADERS):
             sent.append(send_with_sdk(client, f"sdk-{index}", header))
-            sent.append(send_with_http(proxy.base_url, f"http-{index}", header))
+            sent.append(send_with_http(proxy.base_url, f"http-{index}", header_lines(header)))
+        sent.append(send_with_http(proxy.base_url, "http-loose-names", ("LANGFUSE , Datadog,,",)))
+        sent.append(send_with_http(proxy.base_url, "http-two-lines", ("langfuse", "prometheus")))
+        sent.append(send_with_http(proxy.base_url, "http-unknown-name", ("otel,nosuch",)))
         for logger in LOGGERS:
             sent.append(send_stream_with_sdk(client, f"stream-without-{logger}", logger))
-        sent.append(send_with_http(proxy.base_url, "failure", "langfuse,datadog",
+        sent.append(send_with_http(proxy.base_url, "failure", ("langfuse,datadog",),
                                    model=FAILING_MODEL, expected_status=503))
 
         reaching = {logger: [request for request in sent if request.reaches(logger)]
@@ -217,13 +233,16 @@ def test_five_loggers_honour_header(tmp_path: Path, langfuse_receiver: Any,
     assert len(tags) == len(sent), "two requests returned the same call id"
 
     for request in sent:
-        if request.header is None:
+        if not request.lines:
             assert request.disabled is None, f"{request.tag}: disabled {request.disabled!r}"
-        else:
-            assert request.disabled is not None, f"{request.tag}: no disabled header"
-            assert set(request.disabled.split(",")) == request.named, (
-                f"{request.tag}: sent {request.header!r}, disabled {request.disabled!r}")
-            assert request.ignored == "", f"{request.tag}: ignored {request.ignored!r}"
+            assert request.ignored is None, f"{request.tag}: ignored {request.ignored!r}"
+            continue
+        known = request.named & set(LOGGERS)
+        assert request.disabled is not None, f"{request.tag}: no disabled header"
+        assert split_names(request.disabled) == known, (
+            f"{request.tag}: sent {request.lines}, disabled {request.disabled!r}")
+        assert split_names(request.ignored) == request.named - known, (
+            f"{request.tag}: sent {request.lines}, ignored {request.ignored!r}")
 
     for logger, call_ids in received.items():
         expected = [request.call_id for request in reaching[logger]]
