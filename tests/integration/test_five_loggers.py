@@ -5,10 +5,11 @@ its plugin's loopback receiver) and prometheus (`/metrics` on the proxy's port).
 Requests come from the OpenAI SDK and from plain HTTP. They carry the header
 values of the LiteLLM documentation (`langfuse`, `langfuse,datadog`,
 `langfuse,datadog,prometheus`), no header, each logger's own name, loose
-spelling, two header lines or an unknown name. Every request's call id (the `x-hookgate-call-id` response header) must
-reach exactly the loggers that the header does not name. The test reads jsonl,
-langfuse, datadog and otel at their backends after SIGTERM has flushed them, and
-prometheus through its counters, scraped before SIGTERM.
+spelling, two header lines or an unknown name. Every request's call id (the
+`x-hookgate-call-id` response header) must reach exactly the loggers that the
+header does not name. The test reads jsonl, langfuse, datadog and otel at their
+backends after SIGTERM has flushed them, and prometheus through its counters,
+scraped before SIGTERM.
 """
 
 from __future__ import annotations
