@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.request
 from collections.abc import Callable
@@ -81,13 +82,23 @@ def test_single_worker_counts(parse_metrics: Callable[[str], Any]) -> None:
 
 
 @pytest.mark.slow
-def test_two_workers_aggregate(tmp_path: Path, parse_metrics: Callable[[str], Any]) -> None:
-    directory = tmp_path / "prometheus-multiproc"
-    directory.mkdir()
-    environment = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+@pytest.mark.parametrize("directory_from", ["operator", "proxy"])
+def test_two_workers_aggregate(tmp_path: Path, parse_metrics: Callable[[str], Any],
+                               directory_from: str) -> None:
+    environment = {"PROMETHEUS_MULTIPROC_DIR": ""}
+    if directory_from == "operator":
+        chosen = tmp_path / "prometheus-multiproc"
+        chosen.mkdir()
+        (chosen / "counter_999999.db").write_bytes(b"left by an earlier run")
+        environment["PROMETHEUS_MULTIPROC_DIR"] = str(chosen)
 
     with proxy_testing.running_proxy(config(sync_interval=0.2), env=environment,
                                      args=["--workers", "2"], startup_timeout=60) as proxy:
+        announced = re.search(r"prometheus multiprocess directory (\S+)", proxy.logs())
+        assert announced is not None, f"no multiprocess directory in the log:\n{proxy.logs()}"
+        directory = Path(announced.group(1))
+        assert not (directory / "counter_999999.db").exists()
+
         def call(_: int) -> None:
             # A client per call opens a new connection, so either worker may accept it.
             with openai.OpenAI(api_key=MASTER_KEY, base_url=proxy.base_url,
@@ -118,3 +129,5 @@ def test_two_workers_aggregate(tmp_path: Path, parse_metrics: Callable[[str], An
     # Whichever worker serves a scrape, it reports the sum over both workers.
     assert requests_seen == [sent] * 6
     assert delivered == sent
+    if directory_from == "proxy":
+        assert not directory.exists(), "the proxy should remove the directory it created"

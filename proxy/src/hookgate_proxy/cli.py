@@ -6,8 +6,10 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -29,6 +31,10 @@ logger = logging.getLogger(__name__)
 CONFIG_ENV = "HOOKGATE_CONFIG"
 ADDRESS_ENV = "HOOKGATE_ADDRESS"
 LOG_LEVEL_ENV = "HOOKGATE_LOG_LEVEL"
+
+# prometheus_client's multiprocess mode reads this variable in every worker.
+PROMETHEUS_PLUGIN = "prometheus"
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,7 +102,7 @@ def _serve(arguments: argparse.Namespace) -> int:
     try:
         config = _load(arguments.config)
         if arguments.workers > 1:
-            return _serve_workers(arguments, address)
+            return _serve_workers(arguments, address, config)
         from hookgate_proxy.app import create_app
 
         app = _QuietStartupFailure(create_app(config, address=address))
@@ -118,16 +124,47 @@ def _load(path: str | None) -> ProxyConfig:
     return load_config(path) if path else default_config()
 
 
-def _serve_workers(arguments: argparse.Namespace, address: str) -> int:
+def _serve_workers(arguments: argparse.Namespace, address: str, config: ProxyConfig) -> int:
     # Each worker imports the app through the factory below, which reads these.
     os.environ[CONFIG_ENV] = str(Path(arguments.config).resolve()) if arguments.config else ""
     os.environ[ADDRESS_ENV] = address
     os.environ[LOG_LEVEL_ENV] = arguments.log_level
-    uvicorn.run("hookgate_proxy.cli:worker_app", factory=True, host=arguments.host,
-                port=arguments.port, workers=arguments.workers, log_config=None,
-                log_level=arguments.log_level, access_log=arguments.access_log,
-                timeout_graceful_shutdown=arguments.graceful_timeout, server_header=False)
+
+    metrics_dir = None
+    if any(callback.name == PROMETHEUS_PLUGIN for callback in config.callbacks):
+        metrics_dir = _prepare_metrics_dir()
+    try:
+        uvicorn.run("hookgate_proxy.cli:worker_app", factory=True, host=arguments.host,
+                    port=arguments.port, workers=arguments.workers, log_config=None,
+                    log_level=arguments.log_level, access_log=arguments.access_log,
+                    timeout_graceful_shutdown=arguments.graceful_timeout, server_header=False)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _prepare_metrics_dir() -> str | None:
+    """Give the workers one empty prometheus_client multiprocess directory.
+
+    Each worker loads its own plugins, so only the parent can create a directory
+    that all of them share, and it must exist before the first worker starts.
+    Returns the directory to remove at exit, or None if the operator chose it.
+    """
+    chosen = os.environ.get(METRICS_DIR_ENV)
+    if chosen:
+        # Value files left by an earlier run would be added to this run's counts.
+        stale = list(Path(chosen).glob("*.db"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        logger.info("prometheus multiprocess directory %s (%d stale files removed)",
+                    chosen, len(stale))
+        return None
+
+    created = tempfile.mkdtemp(prefix="hookgate-prometheus-")
+    os.environ[METRICS_DIR_ENV] = created
+    logger.info("prometheus multiprocess directory %s (removed at exit)", created)
+    return created
 
 
 def worker_app() -> _QuietStartupFailure:
