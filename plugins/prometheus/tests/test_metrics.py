@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -115,6 +116,14 @@ def test_callback_counters(metrics_app: Any, make_event: Callable[..., CallEvent
     assert samples.value("hookgate_callback_backlog", callback="recorder") == 0
 
 
+def wait_delivered(harness: Any, name: str, count: int, timeout: float = 10.0) -> None:
+    """Wait until plugin `name` has received `count` events; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while harness.stats()[name].delivered < count:
+        assert time.monotonic() < deadline, f"{name} received fewer than {count} events"
+        time.sleep(0.005)
+
+
 def test_callback_drops_counted(small_backlog_app: Any,
                                 make_event: Callable[..., CallEvent]) -> None:
     harness = small_backlog_app.harness
@@ -125,8 +134,12 @@ def test_callback_drops_counted(small_backlog_app: Any,
     try:
         harness.send(make_event())
         assert blocking.started.wait(5)
-        for _ in range(5):
+        wait_delivered(harness, "prometheus", 1)
+        for sent in range(2, 7):
             harness.send(make_event())
+            # The prometheus lane has a backlog of 2 as well: let it keep up, so that
+            # only the blocked lane drops, however slow the machine is.
+            wait_delivered(harness, "prometheus", sent)
         samples = small_backlog_app.scrape()
 
         # One event is inside the hook, two fill the backlog of 2, three are dropped;
