@@ -13,6 +13,7 @@ from typing import Any
 
 import openai
 import pytest
+
 from hookgate_proxy.testing import read_records, running_proxy, write_plugin_distribution
 
 

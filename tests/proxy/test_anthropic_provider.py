@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from hookgate_proxy.providers.anthropic import AnthropicProvider, messages_url
 from hookgate_proxy.providers.base import (
     Deployment,

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from hookgate_proxy.providers.anthropic_stream import SSEEvent, SSEParser, StreamTranslator
 from hookgate_proxy.providers.base import ProviderError
 

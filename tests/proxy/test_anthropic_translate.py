@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from hookgate_proxy.providers.anthropic_translate import (
     DEFAULT_MAX_TOKENS,
     anthropic_tool_id,
