@@ -203,7 +203,9 @@ def test_five_loggers_honour_header(tmp_path: Path, langfuse_receiver: Any,
                 before.get(sample("hookgate_requests_total", model=MODEL, status="success"), 0.0)
                 + len(prometheus_successes),
             sample("hookgate_requests_total", model=FAILING_MODEL, status="failure"):
-                float(len(prometheus_failures)),
+                before.get(sample("hookgate_requests_total", model=FAILING_MODEL,
+                                  status="failure"), 0.0)
+                + len(prometheus_failures),
         }
         for logger in LOGGERS:
             expected_samples[sample("hookgate_callback_delivered_total", callback=logger)] = (
@@ -253,6 +255,12 @@ def test_five_loggers_honour_header(tmp_path: Path, langfuse_receiver: Any,
         assert described(call_ids) == described(expected), (
             f"{logger} received {described(call_ids)}, expected {described(expected)}")
     assert langfuse_receiver.repeats == 0, "the langfuse receiver skipped repeated events"
+
+    hooks = {line["call_id"]: line["hook"] for line in jsonl_lines}
+    for request in reaching["jsonl"]:
+        expected_hook = "log_success" if request.status == "success" else "log_failure"
+        assert hooks.get(request.call_id) == expected_hook, (
+            f"{request.tag}: jsonl recorded {hooks.get(request.call_id)}, expected {expected_hook}")
 
     for key, value in expected_samples.items():
         assert after.get(key, 0.0) == value, (
