@@ -33,6 +33,9 @@ MASTER_KEY = "sk-bench-master"
 UPSTREAM_KEY = "sk-bench-upstream"
 STREAM_MODEL = "bench-stream"
 
+SERVER_CPUS: set[int] | None = None
+"""CPUs that single-worker servers are pinned to (None: no pinning); `run.py --pin` sets it."""
+
 LITELLM_VERSION = "1.100.5"
 LITELLM_REQUIREMENT = f"litellm[proxy]=={LITELLM_VERSION}"
 DEFAULT_CACHE = BENCH_DIR / ".cache"
@@ -62,6 +65,19 @@ class Server:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+@dataclass
+class Target:
+    """One contender as the load driver sees it: a server plus request headers."""
+
+    name: str
+    label: str
+    server: str
+    """Key of the running server (in `Bench.servers`) that serves this contender."""
+    headers: dict[str, str] = field(default_factory=dict)
+    loggers: tuple[str, ...] = ()
+    """Loggers that must receive every successful request of this contender."""
+
+
 def base_config(mock: MockProvider) -> dict[str, Any]:
     """Return the config part that every contender shares: models and the master key."""
     return {
@@ -84,11 +100,15 @@ def _write_config(workdir: Path, config: dict[str, Any]) -> Path:
 
 def _launch(name: str, command: list[str], workdir: Path, port: int, description: str,
             env: dict[str, str] | None = None, ready_path: str | None = None,
-            timeout: float = 60.0) -> Server:
+            timeout: float = 60.0, pin: bool = True) -> Server:
     log = (workdir / "server.log").open("wb")
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # The harness itself may be pinned to the load-side CPU, so a server that is not
+    # pinned to SERVER_CPUS gets every CPU back.
+    cpus = SERVER_CPUS if pin and SERVER_CPUS else set(range(os.cpu_count() or 1))
     process = subprocess.Popen(command, cwd=workdir, env=environment, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+                               stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=lambda: os.sched_setaffinity(0, cpus))
     log.close()
     server = Server(name, port, process, workdir, description)
     try:
@@ -175,7 +195,7 @@ def start_hookgate(mock: MockProvider, name: str, callbacks: dict[str, dict[str,
     description = (f"hookgate serve, {workers} worker{'s' if workers != 1 else ''}, "
                    f"callbacks: {', '.join(callbacks) or 'none'}")
     return _launch(name, command, workdir, port, description, env=env,
-                   ready_path="/health/readiness")
+                   ready_path="/health/readiness", pin=workers == 1)
 
 
 # The LiteLLM proxy

@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import logging
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import contenders
 import load
-from procutil import free_port
+from contenders import MASTER_KEY, Target
+from procutil import free_port, stop_process
 from receivers import LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY
 
 if TYPE_CHECKING:
-    from run import Bench, Target
+    from run import Bench
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +38,9 @@ LOGGERS = ("jsonl", "langfuse", "otel")
 SLOW_BATCH_SECONDS = 2.0
 # Short flush intervals so that the counts settle within a second of the load.
 FLUSH_INTERVAL = 0.2
-DELIVERY_TIMEOUT = 30.0
+# The slow backend takes 100 events (the batch sender's default batch) per 2 s, so
+# 1,000 events need about 20 s.
+DELIVERY_TIMEOUT = 60.0
 
 
 @dataclass
@@ -72,33 +78,39 @@ def _callbacks(bench: Bench, key: str, langfuse_port: int, otel_port: int
     return callbacks, jsonl_path
 
 
-def scenarios(bench: Bench) -> list[Scenario]:
-    """Start the receivers and return the three logging scenarios."""
+def scenarios(bench: Bench, prefix: str = "") -> list[Scenario]:
+    """Start the receivers and return the three logging scenarios.
+
+    `prefix` starts each server and receiver name, so that a second set (the
+    delivery count's) never shares a receiver with the first.
+    """
     found = []
 
-    langfuse = bench._start_receiver("hookgate-3-loggers-langfuse", "langfuse")
-    otel = bench._start_receiver("hookgate-3-loggers-otel", "otlp")
-    callbacks, path = _callbacks(bench, "hookgate-3-loggers", langfuse, otel)
-    found.append(Scenario("hookgate-3-loggers", "hookgate, 3 loggers", callbacks, LOGGERS,
+    server = prefix + "hookgate-3-loggers"
+    langfuse = bench._start_receiver(f"{server}-langfuse", "langfuse")
+    otel = bench._start_receiver(f"{server}-otel", "otlp")
+    callbacks, path = _callbacks(bench, server, langfuse, otel)
+    found.append(Scenario(server, "hookgate, 3 loggers", callbacks, LOGGERS,
                           "; jsonl file, langfuse and otel loopback receivers", path))
 
     # A port that was free a moment ago and that nothing listens on: connection refused.
+    server = prefix + "hookgate-langfuse-down"
     down_port = free_port()
-    otel = bench._start_receiver("hookgate-langfuse-down-otel", "otlp")
-    callbacks, path = _callbacks(bench, "hookgate-langfuse-down", down_port, otel)
-    found.append(Scenario("hookgate-langfuse-down", "hookgate, 3 loggers, langfuse backend down",
+    otel = bench._start_receiver(f"{server}-otel", "otlp")
+    callbacks, path = _callbacks(bench, server, down_port, otel)
+    found.append(Scenario(server, "hookgate, 3 loggers, langfuse backend down",
                           callbacks, ("jsonl", "otel"),
                           "; langfuse backend refuses connections", path))
 
-    langfuse = bench._start_receiver("hookgate-langfuse-slow-langfuse", "langfuse",
-                                     delay=SLOW_BATCH_SECONDS)
-    otel = bench._start_receiver("hookgate-langfuse-slow-otel", "otlp")
-    callbacks, path = _callbacks(bench, "hookgate-langfuse-slow", langfuse, otel)
-    found.append(Scenario("hookgate-langfuse-slow", "hookgate, 3 loggers, langfuse backend slow",
+    server = prefix + "hookgate-langfuse-slow"
+    langfuse = bench._start_receiver(f"{server}-langfuse", "langfuse", delay=SLOW_BATCH_SECONDS)
+    bench.slow_receivers.add(f"{server}-langfuse")
+    otel = bench._start_receiver(f"{server}-otel", "otlp")
+    callbacks, path = _callbacks(bench, server, langfuse, otel)
+    found.append(Scenario(server, "hookgate, 3 loggers, langfuse backend slow",
                           callbacks, LOGGERS,
                           f"; langfuse backend holds each batch {SLOW_BATCH_SECONDS:.0f} s",
                           path))
-    bench.logging_scenarios = {scenario.server: scenario for scenario in found}
     return found
 
 
@@ -117,57 +129,75 @@ def _counts(bench: Bench, scenario: Scenario) -> dict[str, int]:
     return counts
 
 
-def check_delivery(bench: Bench, targets: list[Target], body: bytes) -> None:
-    """Send an exact request count per logging contender; compare counts at each receiver.
+def check_delivery(bench: Bench, body: bytes) -> None:
+    """Send an exact request count to fresh logging servers; compare counts at each receiver.
 
-    The loggers disabled by the header must count nothing for those requests, and
-    every other counted logger must count each successful request once.
+    Fresh servers and receivers start with no backlog, so the slow backend's queue
+    from the load runs cannot blur the count. The loggers disabled by the header
+    must count nothing for those requests, and every other counted logger must
+    count each successful request once.
     """
-    scenarios_by_server: dict[str, Scenario] = getattr(bench, "logging_scenarios", {})
-    for target in targets:
-        scenario = scenarios_by_server.get(target.server)
-        if scenario is None:
+    fresh = scenarios(bench, prefix="delivery-")
+    for scenario in fresh:
+        name = scenario.server.removeprefix("delivery-")
+        try:
+            started = contenders.start_hookgate(bench.mock, scenario.server, scenario.callbacks)
+        except RuntimeError as error:
+            bench.skip(scenario.server, str(error))
             continue
-        bench.settle(targets)
-        before = _counts(bench, scenario)
-        server = bench.servers[target.server]
-        result = asyncio.run(load.fixed_count(server.base_url + "/v1/chat/completions",
-                                              body, bench.headers(target),
-                                              bench.options.delivery_requests, 16))
-        # With the header, every logger is disabled, so none may count these requests.
-        expected = {name: (0 if target.headers else result.requests) for name in before}
-        deadline = time.monotonic() + DELIVERY_TIMEOUT
-        while True:
-            after = _counts(bench, scenario)
-            delta = {name: after[name] - before[name] for name in before}
-            done = all(delta[name] >= expected[name] for name in delta)
-            if done or time.monotonic() > deadline:
-                break
-            time.sleep(0.25)
-        time.sleep(0.5)  # late duplicates would show up here
+        try:
+            targets = [Target(name, scenario.label, scenario.server, loggers=scenario.counted)]
+            if name == "hookgate-3-loggers":
+                targets.append(Target("hookgate-3-disabled", "", scenario.server, headers={
+                    "x-litellm-disable-callbacks": ",".join(scenario.callbacks)}))
+            for target in targets:
+                _count_one(bench, scenario, target, started.base_url, body)
+        finally:
+            started.stop()
+            for receiver in [key for key in bench.receivers
+                             if key.startswith(scenario.server + "-")]:
+                stop_process(bench.receivers.pop(receiver)[0])
+
+
+def _count_one(bench: Bench, scenario: Scenario, target: Target, base_url: str,
+               body: bytes) -> None:
+    bench.settle([target])
+    before = _counts(bench, scenario)
+    result = asyncio.run(load.fixed_count(base_url + "/v1/chat/completions", body,
+                                          bench.headers(target),
+                                          bench.options.delivery_requests, 16))
+    # With the header, every logger is disabled, so none may count these requests.
+    expected = {name: (0 if target.headers else result.requests) for name in before}
+    deadline = time.monotonic() + DELIVERY_TIMEOUT
+    while True:
         after = _counts(bench, scenario)
         delta = {name: after[name] - before[name] for name in before}
-        ok = all(delta[name] == expected[name] for name in delta)
-        dispatcher = _dispatcher_stats(server.base_url, bench.headers(target))
-        record = {"contender": target.name, "sent": bench.options.delivery_requests,
-                  "succeeded": result.requests, "errors": result.errors,
-                  "expected": expected, "received": delta, "exact": ok,
-                  "dispatcher": dispatcher}
-        bench.results["delivery"].append(record)
-        logger.info("%-22s delivery: %d ok, received %s, expected %s: %s", target.name,
-                    result.requests, delta, expected, "exact" if ok else "MISMATCH")
+        if all(delta[name] >= expected[name] for name in delta):
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    time.sleep(0.5)  # late duplicates would show up here
+    after = _counts(bench, scenario)
+    delta = {name: after[name] - before[name] for name in before}
+    exact = all(delta[name] == expected[name] for name in delta)
+    record = {"contender": target.name, "sent": bench.options.delivery_requests,
+              "succeeded": result.requests, "errors": result.errors,
+              "expected": expected, "received": delta, "exact": exact,
+              "callback_status": logging_status(base_url)}
+    bench.results["delivery"].append(record)
+    logger.info("%-22s delivery: %d ok, received %s, expected %s: %s", target.name,
+                result.requests, delta, expected, "exact" if exact else "MISMATCH")
 
 
-def _dispatcher_stats(base_url: str, headers: dict[str, str]) -> Any:
-    """Return the proxy's per-callback counters, if it exposes them at /callbacks/list."""
-    import json
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(base_url + "/callbacks/list",
-                                     headers={"Authorization": headers["Authorization"]})
+def logging_status(base_url: str) -> dict[str, Any]:
+    """Return each plugin's dispatch counters and health from hookgate's /callbacks/status."""
+    request = urllib.request.Request(base_url + "/callbacks/status", headers={
+        "Authorization": f"Bearer {MASTER_KEY}"})
     try:
         with urllib.request.urlopen(request, timeout=5) as reply:
-            return json.loads(reply.read())
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        return f"unavailable: {error}"
+            status = json.loads(reply.read())
+    except (OSError, ValueError) as error:
+        return {"error": str(error)}
+    return {plugin["name"]: {"stats": plugin.get("stats"), "health": plugin.get("health")}
+            for plugin in status.get("plugins", []) if plugin.get("receiving")}

@@ -303,6 +303,14 @@ def _method_section(add: Any, results: dict[str, Any]) -> None:
         f"{', '.join(map(str, options['rates']))} requests/s for {options['open_duration']:g} s "
         "per run; latency counts from each request's scheduled send time. A contender whose "
         "closed-loop peak is below 1.1x the rate is skipped at that rate.")
+    pinning = results.get("pinning")
+    if pinning:
+        add(f"- CPU pinning: each single-worker server runs on CPU {pinning['servers']}; the "
+            f"mock, the logging receivers, wrk and the aiohttp driver run on CPU "
+            f"{pinning['load_side']}. `--workers 2` servers may use every CPU. Other jobs on "
+            "the machine are not pinned.")
+    else:
+        add("- No CPU pinning: servers, mock, receivers and drivers share every CPU.")
     add("- CPU seconds per 1,000 requests: user plus system time from /proc/<pid>/stat of the "
         "server process and all its descendants, read before and after each run. Peak RSS: the "
         "summed RSS of the same processes, sampled every 0.2 s.")

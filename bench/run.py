@@ -27,7 +27,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import contenders
 import load
+import logging_setup
 import report
+from contenders import Target
 from mock_provider import MODEL, MockProvider, start_mock
 from procutil import UsageMonitor, apt_install, free_port, stop_process, wait_for_port
 
@@ -46,26 +48,15 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAT_PATH = "/v1/chat/completions"
 DISABLE_HEADER = "x-litellm-disable-callbacks"
 SCENARIOS = ("drivers", "sweep", "open-loop", "streaming", "delivery", "memory", "workers")
-CONTENDER_GROUPS = ("direct", "minimal", "hookgate", "hookgate-logging", "litellm")
+CONTENDER_GROUPS = ("direct", "minimal", "hookgate", "hookgate-logging", "litellm",
+                    "minimal-httpx")
+DEFAULT_CONTENDERS = CONTENDER_GROUPS[:5]
 REQUEST_BODY = json.dumps({"model": MODEL, "messages": [
     {"role": "user", "content": "Say hello in five words."}]}).encode()
 STREAM_BODY = json.dumps({"model": contenders.STREAM_MODEL, "stream": True,
                           "stream_options": {"include_usage": True}, "messages": [
                               {"role": "user", "content": "Count to sixty-four."}]}).encode()
 SETTLE_TIMEOUT = 20.0
-
-
-@dataclass
-class Target:
-    """One contender as the load driver sees it: a server plus request headers."""
-
-    name: str
-    label: str
-    server: str
-    """Key of the running server (in `Bench.servers`) that serves this contender."""
-    headers: dict[str, str] = field(default_factory=dict)
-    loggers: tuple[str, ...] = ()
-    """Loggers that must receive every successful request of this contender."""
 
 
 @dataclass
@@ -89,8 +80,12 @@ class Bench:
                                         "memory": {}, "workers": [], "drivers": [],
                                         "contenders": {}}
         self.mock: MockProvider | None = None
+        self.logging_scenarios: dict[str, logging_setup.Scenario] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="hookgate-bench-"))
         self.driver = options.driver
+        self.slow_receivers: set[str] = set()
+        """Receivers of a deliberately slow backend: its backlog drains for minutes while
+        the sender thread only waits, so `settle` does not wait for it."""
 
     # Setup
 
@@ -126,6 +121,12 @@ class Bench:
             self._add_server("minimal", lambda: contenders.start_minimal(self.mock))
             if "minimal" in self.servers:
                 targets.append(Target("minimal", "minimal FastAPI proxy", "minimal"))
+        if self.wanted("minimal-httpx"):
+            self._add_server("minimal-httpx", lambda: contenders.start_minimal(
+                self.mock, "httpx", name="minimal-httpx"))
+            if "minimal-httpx" in self.servers:
+                targets.append(Target("minimal-httpx", "minimal FastAPI proxy with httpx",
+                                      "minimal-httpx"))
 
         hookgate_reason = contenders.hookgate_available()
         if self.wanted("hookgate") or self.wanted("hookgate-logging"):
@@ -179,14 +180,13 @@ class Bench:
 
     def _start_logging_servers(self) -> list[Target]:
         """Start the hookgate servers with loggers: healthy, one backend down, one slow."""
-        import logging_setup
-
         reason = logging_setup.unavailable()
         if reason:
             self.skip("hookgate-logging", reason)
             return []
         targets = []
         scenarios = logging_setup.scenarios(self)
+        self.logging_scenarios = {scenario.server: scenario for scenario in scenarios}
         for scenario in scenarios:
             self._add_server(scenario.server, lambda scenario=scenario: contenders.start_hookgate(
                 self.mock, scenario.server, scenario.callbacks))
@@ -247,18 +247,26 @@ class Bench:
         return record
 
     def settle(self, targets: list[Target]) -> None:
-        """Wait until the receivers stop counting, so a backlog costs no CPU in the next run."""
-        if not self.receivers:
+        """Wait until the given targets' receivers stop counting.
+
+        Their server's backlog would otherwise use CPU during the next contender's run.
+        """
+        servers = {target.server for target in targets}
+        names = [name for name in self.receivers
+                 if any(name.startswith(server + "-") for server in servers)
+                 and name not in self.slow_receivers]
+        if not names:
             return
         deadline = time.monotonic() + SETTLE_TIMEOUT
         previous: dict[str, int] = {}
         while time.monotonic() < deadline:
-            current = {name: self.receiver_events(name) for name in self.receivers
-                       if not name.endswith("-down")}
+            current = {name: self.receiver_events(name) for name in names}
             if current == previous:
                 return
             previous = current
             time.sleep(0.5)
+        logger.warning("receivers %s still counting after %.0f s", ", ".join(names),
+                       SETTLE_TIMEOUT)
 
     def warm_up(self, targets: list[Target]) -> None:
         for target in targets:
@@ -296,7 +304,7 @@ class Bench:
                     record["round"] = round_index + 1
                     self.results["sweep"].append(record)
                     if target.loggers:
-                        self.settle(targets)
+                        self.settle([target])
 
     def open_loop(self, targets: list[Target]) -> None:
         """Constant request rate, latency from each request's scheduled send time."""
@@ -321,7 +329,7 @@ class Bench:
                     record["round"] = round_index + 1
                     self.results["open_loop"].append(record)
                     if target.loggers:
-                        self.settle(targets)
+                        self.settle([target])
 
     def streaming(self, targets: list[Target]) -> None:
         """Time to first chunk and whole-stream time, sequential requests."""
@@ -339,13 +347,14 @@ class Bench:
                             "%.1f events, %d errors", target.name, result.first_chunk_p50_ms,
                             result.total_p50_ms, result.chunks_per_stream, result.errors)
                 if target.loggers:
-                    self.settle(targets)
+                    self.settle([target])
 
     def delivery(self, targets: list[Target]) -> None:
         """Send an exact number of requests and count them at every receiver."""
-        import logging_setup
-
-        logging_setup.check_delivery(self, targets, REQUEST_BODY)
+        if not self.logging_scenarios:
+            self.skip("delivery", "the hookgate logging scenarios are not running")
+            return
+        logging_setup.check_delivery(self, REQUEST_BODY)
 
     def memory(self, targets: list[Target]) -> None:
         """RSS of hookgate with three loggers over many requests with random header values.
@@ -365,7 +374,7 @@ class Bench:
         total = 0
         errors = 0
         start = time.monotonic()
-        self.settle(targets)
+        self.settle([target])
         samples = [{"requests": 0, "rss_mb": _rss_mb(server.pid), "seconds": 0.0,
                     "settled": True}]
         while total < self.options.memory_requests:
@@ -377,7 +386,7 @@ class Bench:
             if record["requests"] == 0:
                 break
             if total >= next_checkpoint or total >= self.options.memory_requests:
-                self.settle(targets)
+                self.settle([target])
                 samples.append({"requests": total, "rss_mb": _rss_mb(server.pid),
                                 "seconds": time.monotonic() - start, "settled": True})
                 while next_checkpoint <= total:
@@ -409,6 +418,21 @@ def _rss_mb(pid: int) -> float:
     from procutil import tree_rss_bytes
 
     return tree_rss_bytes(pid) / 2**20
+
+
+def pin_cpus(enabled: bool) -> dict[str, list[int]] | None:
+    """Pin this process (and so the mock, receivers and drivers it starts) off CPU 0.
+
+    Single-worker servers then run alone on CPU 0, so the load side and the logging
+    receivers do not take CPU time from the server under test. Needs 2 CPUs or more.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if not enabled or len(cpus) < 2:
+        return None
+    server, load_side = {cpus[0]}, set(cpus[1:])
+    os.sched_setaffinity(0, load_side)
+    contenders.SERVER_CPUS = server
+    return {"servers": sorted(server), "load_side": sorted(load_side)}
 
 
 def machine_info() -> dict[str, Any]:
@@ -493,15 +517,19 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scenarios", type=names(SCENARIOS), default=list(SCENARIOS),
                         help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all)")
     parser.add_argument("--contenders", type=names(CONTENDER_GROUPS),
-                        default=list(CONTENDER_GROUPS),
+                        default=list(DEFAULT_CONTENDERS),
                         help="comma-separated subset of: " + ", ".join(CONTENDER_GROUPS) +
-                             " (default: all; the direct call always runs)")
+                             " (default: all but minimal-httpx, the minimal proxy with httpx "
+                             "as its upstream client; the direct call always runs)")
     parser.add_argument("--driver", choices=["wrk", "python"], default="wrk",
                         help="closed-loop load driver (default: wrk, the aiohttp driver if "
                              "wrk is missing)")
     parser.add_argument("--mock", choices=["nginx", "python"], default="nginx",
                         help="mock provider (default: nginx, the aiohttp mock if nginx is "
                              "missing)")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="do not pin single-worker servers to CPU 0 and the mock, the "
+                             "receivers and the load drivers to the other CPUs")
     parser.add_argument("--no-install", dest="install", action="store_false",
                         help="never install nginx, wrk or LiteLLM; skip or fall back instead")
     parser.add_argument("--cache", default=str(contenders.DEFAULT_CACHE),
@@ -521,7 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_arguments(argv)
     if "direct" not in options.contenders:
         options.contenders.append("direct")
+    pinning = pin_cpus(options.pin)
     bench = Bench(options)
+    bench.results["pinning"] = pinning
     started = datetime.now(timezone.utc)
     steps = {"drivers": bench.check_drivers, "sweep": bench.sweep,
              "open-loop": bench.open_loop, "streaming": bench.streaming,
@@ -539,6 +569,9 @@ def main(argv: list[str] | None = None) -> int:
             if scenario in options.scenarios:
                 logger.info("scenario %s", scenario)
                 steps[scenario](targets)
+        bench.results["callback_status"] = {
+            server: logging_setup.logging_status(bench.servers[server].base_url)
+            for server in bench.logging_scenarios if server in bench.servers}
         litellm = bench.servers.get("litellm")
         if litellm is not None:
             bench.results["litellm_outside_connections"] = contenders.outside_connections(
