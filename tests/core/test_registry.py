@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -260,3 +261,16 @@ def test_record_as_dict_is_json_ready(hookgate_registry):
         "error": None,
         "import_ms": None,
     }
+
+
+def test_load_failure_log_names_no_origin_when_unknown(caplog: pytest.LogCaptureFixture) -> None:
+    registry = PluginRegistry(strict=False)
+
+    with caplog.at_level(logging.ERROR, logger="hookgate.plugins"):
+        record = registry.load("nosuch-installed")
+
+    assert record.status is PluginStatus.FAILED
+    line = caplog.records[-1].getMessage()
+    assert line.startswith("plugin nosuch-installed failed: no installed distribution")
+    assert "Python" not in line
+    assert "None" not in line

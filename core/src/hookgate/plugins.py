@@ -522,9 +522,7 @@ class PluginRegistry:
               status: PluginStatus = PluginStatus.FAILED, strict: bool = False) -> None:
         record.status = status
         record.error = message
-        origin = f"{record.distribution} {record.version}" if record.distribution else "Python"
-        logger.error("plugin %s (%s, %s) %s: %s", record.name, origin, record.module,
-                     status.value, message)
+        logger.error("plugin %s%s %s: %s", record.name, _origin(record), status.value, message)
         if strict or self.strict:
             raise PluginLoadError(f"plugin {record.name!r} {status.value}: {message}")
 
@@ -587,6 +585,16 @@ class _Alias:
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self._target, attribute)
+
+
+def _origin(record: PluginRecord) -> str:
+    """Describe where a plugin comes from, for log lines: " (dist 1.0, module:attr)"."""
+    parts = []
+    if record.distribution:
+        parts.append(f"{record.distribution} {record.version}")
+    if record.module:
+        parts.append(record.module)
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _signature(function: Callable[..., Any]) -> str:
