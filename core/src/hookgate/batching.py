@@ -25,6 +25,11 @@ Only the standard library is used, so hookgate-core stays light. The sender is
 given no secret, because the send function adds the authentication headers itself.
 It logs statuses, counts, entry keys (call ids) and excerpts of error responses,
 which `HttpResponse.to_result` clears of the secrets a plugin names.
+
+`BatchingLogger` is the base class of such a plugin. It implements the event, flush
+and health hooks on top of one sender, so that a plugin writes only `logger_setup`
+and `encode_event`. The settings helpers at the end of this module validate the
+options that every such plugin shares.
 """
 
 from __future__ import annotations
@@ -39,24 +44,34 @@ import urllib.parse
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from hookgate.dispatch import LaneSettings
+from hookgate.events import CallEvent
+from hookgate.hookspecs import hookimpl
+
 __all__ = [
+    "LANE_SETTINGS",
+    "LOOPBACK_HOSTS",
     "SENDER_SETTINGS",
     "BatchSender",
+    "BatchingLogger",
     "FlushIncomplete",
     "FlushReport",
     "HttpResponse",
     "SendFunction",
     "SendResult",
     "SenderCounters",
+    "check_backend_url",
+    "check_setting_keys",
     "flush_budget",
     "http_post",
     "parse_retry_after",
     "redact_url",
     "sender_options",
+    "text_setting",
 ]
 
 logger = logging.getLogger(__name__)
@@ -772,3 +787,153 @@ def sender_options(settings: Mapping[str, Any], prefix: str) -> dict[str, Any]:
                              f"greater than 0 ({meaning})")
         options[argument] = kind(value)
     return options
+
+
+
+LANE_SETTINGS = frozenset(setting.name for setting in fields(LaneSettings))
+"""Keys of `callback_settings.<name>` that the proxy and hookgate-core act on themselves
+(which events reach the plugin, whether content is stripped first). A plugin accepts
+and ignores them."""
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+"""Hosts to which plain http does not expose credentials on the network."""
+
+
+def check_setting_keys(settings: Mapping[str, Any], own_keys: frozenset[str], prefix: str,
+                       plugin: str) -> None:
+    """Raise ValueError unless every key of `settings` is known to the plugin.
+
+    Known are `own_keys`, the keys of `SENDER_SETTINGS` and `LANE_SETTINGS`. The
+    message names the key path `prefix`, the unknown keys and all the keys that
+    the `plugin` logger accepts.
+    """
+    known = own_keys | LANE_SETTINGS | set(SENDER_SETTINGS)
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"{prefix}: unknown keys {', '.join(map(repr, unknown))}; "
+                         f"the {plugin} logger accepts {', '.join(sorted(known))}")
+
+
+def text_setting(settings: Mapping[str, Any], key: str, prefix: str) -> str | None:
+    """Return the string at `key` without surrounding blanks, or None if missing or blank.
+
+    Raises ValueError naming the key path `prefix.key` if the value is not a string.
+    """
+    value = settings.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{prefix}.{key}: invalid value of type {type(value).__name__}: "
+                         "expected a string")
+    return value.strip() or None
+
+
+def check_backend_url(url: str, source: str, *, expected: str, credentials: str) -> None:
+    """Check that `url` is an http or https URL for a backend that takes credentials.
+
+    Raises ValueError if `url` has another scheme, no host, or a user, password or
+    query, and logs a warning if it is plain http to a host other than loopback.
+    `source` is the key path or environment variable that set `url`. `expected`
+    ends the sentence "expected an http or https URL ...", and `credentials` names
+    the settings that carry the secrets. Messages show the URL through `redact_url`.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{source}: invalid value {redact_url(url)!r}: expected an http or "
+                         f"https URL {expected}")
+    if parts.username or parts.password or parts.query:
+        raise ValueError(f"{source}: invalid value {redact_url(url)!r}: the URL must not "
+                         f"contain a user, password or query; set {credentials} instead")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        logger.warning("%s is plain http to %s, so %s would travel unencrypted; use https",
+                       source, parts.hostname, credentials)
+
+
+# A base class for logger plugins that send through a BatchSender
+
+
+class BatchingLogger:
+    """A logger plugin that sends one entry per finished call through a `BatchSender`.
+
+    It implements `log_success`, `log_failure`, `logger_flush` and `logger_health`;
+    pluggy finds these hook implementations on every subclass. A subclass provides:
+
+    - `logger_setup`, a hook implementation that validates the settings, then sets
+      `name` and starts `sender`;
+    - `encode_event`, which turns one event into the bytes of one entry;
+    - optionally `health_details`, the plugin's own fields of `logger_health`.
+
+    The event hooks only encode and queue, so they return at once. The sender's
+    thread sends the batches, and `logger_flush` closes it within the deadline.
+    """
+
+    truncation_log_interval = 60.0
+    """Seconds between two warnings about entries sent without their content."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sender: BatchSender | None = None
+        self.truncated = 0
+        """Entries whose content `encode_event` removed to fit the size limit per entry."""
+        self._truncation_lock = threading.Lock()
+        self._next_truncation_log = 0.0
+
+    def encode_event(self, event: CallEvent, max_bytes: int) -> tuple[bytes, bool]:
+        """Encode `event` into one entry of at most `max_bytes` bytes.
+
+        Returns the entry and whether content was removed to fit. An entry that is
+        still larger is dropped and counted by the sender.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement encode_event")
+
+    def health_details(self) -> Mapping[str, Any]:
+        """Return the fields that `logger_health` reports before the sender's counters."""
+        return {}
+
+    @hookimpl
+    def log_success(self, event: CallEvent) -> None:
+        self.submit(event)
+
+    @hookimpl
+    def log_failure(self, event: CallEvent) -> None:
+        self.submit(event)
+
+    @hookimpl
+    def logger_flush(self, timeout: float) -> None:
+        """Send what is queued within `timeout`; raise FlushIncomplete if some is lost."""
+        if self.sender is not None:
+            self.sender.close(flush_budget(timeout)).raise_if_incomplete(self.name)
+
+    @hookimpl
+    def logger_health(self) -> Mapping[str, Any] | None:
+        if self.sender is None:
+            return None
+        with self._truncation_lock:
+            truncated = self.truncated
+        return {**self.health_details(), "truncated": truncated, **self.sender.health()}
+
+    def submit(self, event: CallEvent) -> bool:
+        """Encode `event` and queue it; return False if the sender dropped it.
+
+        Raises RuntimeError if `logger_setup` has not started the sender.
+        """
+        sender = self.sender
+        if sender is None:
+            raise RuntimeError(f"{self.name}: an event arrived before logger_setup")
+        data, truncated = self.encode_event(event, sender.max_entry_bytes)
+        if truncated:
+            self._count_truncation(event.call_id, sender.max_entry_bytes)
+        return sender.submit(data, event.call_id)
+
+    def _count_truncation(self, call_id: str, max_bytes: int) -> None:
+        with self._truncation_lock:
+            self.truncated += 1
+            count = self.truncated
+            now = time.monotonic()
+            warn = now >= self._next_truncation_log
+            if warn:
+                self._next_truncation_log = now + self.truncation_log_interval
+        if warn:
+            logger.warning("%s: the entry of call %s exceeded %d bytes and is sent without "
+                           "its content (%d such entries so far)", self.name, call_id,
+                           max_bytes, count)
