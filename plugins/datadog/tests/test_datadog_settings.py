@@ -116,3 +116,5 @@ def test_entry_point_loads_plugin() -> None:
     assert record.status is PluginStatus.LOADED
     assert record.distribution == "hookgate-datadog"
     assert "log_failure" in record.hooks
+    assert record.hooks == ("log_failure", "log_success", "logger_flush", "logger_health",
+                            "logger_setup")

@@ -129,3 +129,5 @@ def test_entry_point_loads_plugin(langfuse_env: None) -> None:
     assert record.distribution == "hookgate-langfuse"
     assert "log_success" in record.hooks
     assert "logger_flush" in record.hooks
+    assert record.hooks == ("log_failure", "log_success", "logger_flush", "logger_health",
+                            "logger_setup")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
 import socket
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from hookgate import LaneSettings, NotConfigured
-from hookgate.batching import SENDER_SETTINGS, redact_url, sender_options
+from hookgate import NotConfigured
+from hookgate.batching import (
+    check_backend_url,
+    check_setting_keys,
+    sender_options,
+    text_setting,
+)
 
 __all__ = [
     "DEFAULT_SITE",
@@ -23,8 +26,6 @@ __all__ = [
     "intake_url",
     "parse_settings",
 ]
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_SITE = "datadoghq.com"
 DEFAULT_SERVICE = "hookgate"
@@ -39,17 +40,12 @@ MAX_ENTRY_BYTES = 1_000_000
 
 OWN_KEYS = frozenset({"api_key", "site", "url", "service", "source", "hostname", "tags"})
 
-# The proxy and hookgate-core act on these keys themselves (which events reach the
-# plugin, whether content is stripped first), so the plugin accepts and ignores them.
-CORE_KEYS = frozenset(field.name for field in dataclasses.fields(LaneSettings))
-
 API_KEY_ENV = "DD_API_KEY"
 SITE_ENV = "DD_SITE"
 SERVICE_ENV = "DD_SERVICE"
 ENV_ENV = "DD_ENV"
 
 SITE_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,21 +80,17 @@ def parse_settings(name: str, settings: Mapping[str, Any],
     env = os.environ if environ is None else environ
     prefix = f"callback_settings.{name}"
 
-    unknown = sorted(set(settings) - OWN_KEYS - CORE_KEYS - set(SENDER_SETTINGS))
-    if unknown:
-        known = ", ".join(sorted(OWN_KEYS | CORE_KEYS | set(SENDER_SETTINGS)))
-        raise ValueError(f"{prefix}: unknown keys {', '.join(map(repr, unknown))}; "
-                         f"the datadog logger accepts {known}")
+    check_setting_keys(settings, OWN_KEYS, prefix, "datadog")
 
-    api_key = _text(settings, "api_key", prefix) or env.get(API_KEY_ENV, "").strip()
+    api_key = text_setting(settings, "api_key", prefix) or env.get(API_KEY_ENV, "").strip()
     if not api_key:
         raise NotConfigured(f"missing {API_KEY_ENV}: set {prefix}.api_key or {API_KEY_ENV}")
 
     url = _url(settings, prefix, env)
-    service = _text(settings, "service", prefix) or env.get(SERVICE_ENV, "").strip() \
+    service = text_setting(settings, "service", prefix) or env.get(SERVICE_ENV, "").strip() \
         or DEFAULT_SERVICE
-    source = _text(settings, "source", prefix) or DEFAULT_SOURCE
-    hostname = _text(settings, "hostname", prefix) or socket.gethostname()
+    source = text_setting(settings, "source", prefix) or DEFAULT_SOURCE
+    hostname = text_setting(settings, "hostname", prefix) or socket.gethostname()
     tags = _tags(settings, prefix)
     if env.get(ENV_ENV, "").strip() and not any(tag.startswith("env:") for tag in tags):
         tags = (*tags, f"env:{env[ENV_ENV].strip()}")
@@ -116,36 +108,19 @@ def parse_settings(name: str, settings: Mapping[str, Any],
                            hostname=hostname, tags=tags, sender=options)
 
 
-def _text(settings: Mapping[str, Any], key: str, prefix: str) -> str | None:
-    value = settings.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{prefix}.{key}: invalid value of type {type(value).__name__}: "
-                         "expected a string")
-    return value.strip() or None
-
-
 def _url(settings: Mapping[str, Any], prefix: str, env: Mapping[str, str]) -> str:
-    raw = _text(settings, "url", prefix)
+    raw = text_setting(settings, "url", prefix)
     if raw is None:
-        site = _text(settings, "site", prefix) or env.get(SITE_ENV, "").strip() or DEFAULT_SITE
+        site = (text_setting(settings, "site", prefix) or env.get(SITE_ENV, "").strip()
+                or DEFAULT_SITE)
         source = f"{prefix}.site" if settings.get("site") else SITE_ENV
         if not SITE_PATTERN.match(site):
             raise ValueError(f"{source}: invalid value {site!r}: expected a Datadog site "
                              "such as datadoghq.com or datadoghq.eu")
         return intake_url(site)
 
-    parts = urllib.parse.urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{prefix}.url: invalid value {redact_url(raw)!r}: expected an "
-                         "http or https URL of a Logs intake v2 endpoint")
-    if parts.username or parts.password or parts.query:
-        raise ValueError(f"{prefix}.url: invalid value {redact_url(raw)!r}: the URL must not "
-                         "contain a user, password or query; set api_key on its own")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-        logger.warning("%s.url is plain http to %s: the API key travels unencrypted; use "
-                       "https", prefix, parts.hostname)
+    check_backend_url(raw, f"{prefix}.url", expected="of a Logs intake v2 endpoint",
+                      credentials="api_key")
     return raw
 
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hookgate import CallEvent, hookimpl
 from hookgate.batching import (
+    BatchingLogger,
     BatchSender,
     SendFunction,
     SendResult,
-    flush_budget,
     http_post,
     redact_url,
 )
@@ -29,8 +27,6 @@ logger = logging.getLogger(__name__)
 BATCH_PREFIX = b'{"batch":['
 BATCH_SUFFIX = b"]}"
 USER_AGENT = "hookgate-langfuse/0.1.0"
-TRUNCATION_LOG_INTERVAL = 60.0
-"""Seconds between two warnings about calls sent without their content."""
 
 
 def make_send_function(settings: LangfuseSettings) -> SendFunction:
@@ -87,22 +83,17 @@ def _partial_result(status: int, body: bytes, entries: Sequence[bytes]) -> SendR
     return SendResult(status, rejected=tuple(rejected), detail=detail)
 
 
-class LangfuseLogger:
+class LangfuseLogger(BatchingLogger):
     """Sends one Langfuse trace with one generation per finished call.
 
-    The hooks only encode the event and queue it, so they return at once. A
-    `BatchSender` thread posts the batches, retries and splits them, and flushes at
-    shutdown.
+    `BatchingLogger` provides the event, flush and health hooks: they encode the
+    event and queue it, and a `BatchSender` thread posts the batches, retries and
+    splits them, and flushes at shutdown.
     """
 
     def __init__(self) -> None:
-        self.name = "langfuse"
+        super().__init__("langfuse")
         self.settings: LangfuseSettings | None = None
-        self.sender: BatchSender | None = None
-        self.truncated = 0
-        """Calls whose input and output were removed to fit the request size limit."""
-        self._lock = threading.Lock()
-        self._next_truncation_log = 0.0
 
     @hookimpl
     def logger_setup(self, name: str, settings: Mapping[str, Any]) -> None:
@@ -115,45 +106,11 @@ class LangfuseLogger:
                                   **parsed.sender)
         logger.info("%s: sending to %s", name, redact_url(parsed.ingestion_url))
 
-    @hookimpl
-    def log_success(self, event: CallEvent) -> None:
-        self._submit(event)
+    def encode_event(self, event: CallEvent, max_bytes: int) -> tuple[bytes, bool]:
+        """Encode the trace and generation; a call over `max_bytes` loses input and output."""
+        assert self.settings is not None, "logger_setup sets the settings before the sender"
+        return encode_call(event, environment=self.settings.environment,
+                           release=self.settings.release, max_bytes=max_bytes)
 
-    @hookimpl
-    def log_failure(self, event: CallEvent) -> None:
-        self._submit(event)
-
-    @hookimpl
-    def logger_flush(self, timeout: float) -> None:
-        """Send what is queued within `timeout`; raise FlushIncomplete if some is lost."""
-        if self.sender is not None:
-            self.sender.close(flush_budget(timeout)).raise_if_incomplete(self.name)
-
-    @hookimpl
-    def logger_health(self) -> Mapping[str, Any] | None:
-        if self.sender is None or self.settings is None:
-            return None
-        with self._lock:
-            truncated = self.truncated
-        return {"host": redact_url(self.settings.host), "truncated": truncated,
-                **self.sender.health()}
-
-    def _submit(self, event: CallEvent) -> None:
-        if self.sender is None or self.settings is None:
-            raise RuntimeError(f"{self.name}: an event arrived before logger_setup")
-        entry, truncated = encode_call(event, environment=self.settings.environment,
-                                       release=self.settings.release,
-                                       max_bytes=self.sender.max_entry_bytes)
-        if truncated:
-            with self._lock:
-                self.truncated += 1
-                now = time.monotonic()
-                warn = now >= self._next_truncation_log
-                if warn:
-                    self._next_truncation_log = now + TRUNCATION_LOG_INTERVAL
-            if warn:
-                logger.warning("%s: call %s exceeded %d bytes and is sent without input and "
-                               "output (%d such calls so far)", self.name, event.call_id,
-                               self.sender.max_entry_bytes, self.truncated)
-        self.sender.submit(entry, event.call_id)
-
+    def health_details(self) -> Mapping[str, Any]:
+        return {"host": redact_url(self.settings.host)} if self.settings is not None else {}

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from hookgate import LaneSettings, NotConfigured
-from hookgate.batching import SENDER_SETTINGS, redact_url, sender_options
+from hookgate import NotConfigured
+from hookgate.batching import (
+    check_backend_url,
+    check_setting_keys,
+    sender_options,
+    text_setting,
+)
 
 __all__ = [
     "DEFAULT_HOST",
@@ -19,8 +22,6 @@ __all__ = [
     "LangfuseSettings",
     "parse_settings",
 ]
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "https://cloud.langfuse.com"
 INGESTION_PATH = "/api/public/ingestion"
@@ -31,10 +32,6 @@ MAX_BATCH_BYTES = 3_500_000
 
 OWN_KEYS = frozenset({"host", "public_key", "secret_key", "environment", "release"})
 
-# The proxy and hookgate-core act on these keys themselves (which events reach the
-# plugin, whether content is stripped first), so the plugin accepts and ignores them.
-CORE_KEYS = frozenset(field.name for field in dataclasses.fields(LaneSettings))
-
 # The same names as the official Langfuse SDK. LANGFUSE_BASE_URL is the newer name
 # of LANGFUSE_HOST in SDK 3.x and later, and wins when both are set, as there.
 HOST_ENVS = ("LANGFUSE_BASE_URL", "LANGFUSE_HOST")
@@ -42,8 +39,6 @@ PUBLIC_KEY_ENV = "LANGFUSE_PUBLIC_KEY"
 SECRET_KEY_ENV = "LANGFUSE_SECRET_KEY"
 ENVIRONMENT_ENV = "LANGFUSE_TRACING_ENVIRONMENT"
 RELEASE_ENV = "LANGFUSE_RELEASE"
-
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,14 +70,10 @@ def parse_settings(name: str, settings: Mapping[str, Any],
     env = os.environ if environ is None else environ
     prefix = f"callback_settings.{name}"
 
-    unknown = sorted(set(settings) - OWN_KEYS - CORE_KEYS - set(SENDER_SETTINGS))
-    if unknown:
-        known = ", ".join(sorted(OWN_KEYS | CORE_KEYS | set(SENDER_SETTINGS)))
-        raise ValueError(f"{prefix}: unknown keys {', '.join(map(repr, unknown))}; "
-                         f"the langfuse logger accepts {known}")
+    check_setting_keys(settings, OWN_KEYS, prefix, "langfuse")
 
-    public_key = _text(settings, "public_key", prefix) or env.get(PUBLIC_KEY_ENV, "").strip()
-    secret_key = _text(settings, "secret_key", prefix) or env.get(SECRET_KEY_ENV, "").strip()
+    public_key = text_setting(settings, "public_key", prefix) or env.get(PUBLIC_KEY_ENV, "").strip()
+    secret_key = text_setting(settings, "secret_key", prefix) or env.get(SECRET_KEY_ENV, "").strip()
     missing = []
     if not public_key:
         missing.append(f"{PUBLIC_KEY_ENV} (set {prefix}.public_key or {PUBLIC_KEY_ENV})")
@@ -92,8 +83,8 @@ def parse_settings(name: str, settings: Mapping[str, Any],
         raise NotConfigured("missing " + " and ".join(missing))
 
     host = _host(settings, prefix, env)
-    environment = _text(settings, "environment", prefix) or env.get(ENVIRONMENT_ENV) or None
-    release = _text(settings, "release", prefix) or env.get(RELEASE_ENV) or None
+    environment = text_setting(settings, "environment", prefix) or env.get(ENVIRONMENT_ENV) or None
+    release = text_setting(settings, "release", prefix) or env.get(RELEASE_ENV) or None
 
     options: dict[str, Any] = {"max_batch_bytes": MAX_BATCH_BYTES}
     options.update(sender_options(settings, prefix))
@@ -101,19 +92,9 @@ def parse_settings(name: str, settings: Mapping[str, Any],
                             environment=environment, release=release, sender=options)
 
 
-def _text(settings: Mapping[str, Any], key: str, prefix: str) -> str | None:
-    value = settings.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{prefix}.{key}: invalid value of type {type(value).__name__}: "
-                         "expected a string")
-    return value.strip() or None
-
-
 def _host(settings: Mapping[str, Any], prefix: str, env: Mapping[str, str]) -> str:
     source = f"{prefix}.host"
-    raw = _text(settings, "host", prefix)
+    raw = text_setting(settings, "host", prefix)
     for variable in HOST_ENVS:
         if raw:
             break
@@ -122,14 +103,6 @@ def _host(settings: Mapping[str, Any], prefix: str, env: Mapping[str, str]) -> s
     if not raw:
         return DEFAULT_HOST
 
-    parts = urllib.parse.urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{source}: invalid value {redact_url(raw)!r}: expected an http or "
-                         "https URL such as https://cloud.langfuse.com")
-    if parts.username or parts.password or parts.query:
-        raise ValueError(f"{source}: invalid value {redact_url(raw)!r}: the URL must not "
-                         "contain a user, password or query; set the keys on their own")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-        logger.warning("%s is plain http to %s: the Langfuse keys travel unencrypted; use "
-                       "https", source, parts.hostname)
+    check_backend_url(raw, source, expected="such as https://cloud.langfuse.com",
+                      credentials="public_key and secret_key")
     return raw.rstrip("/")
