@@ -5,7 +5,9 @@ Installing hookgate-core registers a pytest plugin with these fixtures:
 - `hookgate_registry`: a fresh `PluginRegistry` that has loaded nothing;
 - `hookgate_harness`: a `DispatchHarness` on that registry, closed after the test;
 - `make_event`: builds realistic success and failure events;
-- `recording_logger`: a `RecordingLogger`, the reference in-memory logger.
+- `recording_logger`: a `RecordingLogger`, the reference in-memory logger;
+- `start_receiver`: starts `hookgate.testing.receiver.LoopbackReceiver` subclasses,
+  loopback stand-ins for a logging backend, and stops them after the test.
 
 A typical test:
 
