@@ -7,79 +7,47 @@ sends and this server requires, and must be a JSON array of log objects whose
 reserved attributes are strings (400 otherwise). The
 documented limits give 413: more than 1,000 logs, more than 5 MB before compression,
 or one log over 1 MB. The real intake truncates such a log and accepts it, so here
-the check is stricter. Tests can script 429 and 5xx responses, slow it down, or stop
-it to refuse connections.
+the check is stricter. `LoopbackReceiver` lets tests script 429 and 5xx responses,
+slow it down, hold requests, or stop it to refuse connections.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
-import threading
-import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from hookgate.testing.receiver import LoopbackReceiver, ReceivedRequest, Reply
 
 API_KEY = "dd-test-api-key-0123456789abcdef"
 LOGS_PATH = "/api/v2/logs"
 STRING_ATTRIBUTES = ("ddsource", "ddtags", "hostname", "service", "message", "status")
 
 
-class IntakeReceiver(ThreadingHTTPServer):
+class IntakeReceiver(LoopbackReceiver):
     """The stand-in intake; start it with `start()`."""
-
-    daemon_threads = True
-    allow_reuse_address = True
 
     def __init__(self, port: int = 0, *, api_key: str = API_KEY,
                  max_entries: int = 1000, max_payload_bytes: int = 5_000_000,
                  max_entry_bytes: int = 1_000_000) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__(port)
         self.api_key = api_key
         self.max_entries = max_entries
         self.max_payload_bytes = max_payload_bytes
         self.max_entry_bytes = max_entry_bytes
-        self.script: list[tuple[int, dict[str, str]]] = []
-        """Responses to return, first to last, before any normal processing."""
-        self.delay = 0.0
-        self.gate: threading.Event | None = None
-        """If set, each request waits until the event is set."""
-        self.lock = threading.Condition()
-        self.requests = 0
-        self.statuses: list[int] = []
         self.batches: list[list[dict[str, Any]]] = []
         """Accepted batches, decoded."""
         self.raw_payloads: list[bytes] = []
         """Accepted request bodies after decompression."""
         self.request_headers: list[dict[str, str]] = []
-        self._running = False
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{LOGS_PATH}"
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def start(self) -> IntakeReceiver:
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-        self._running = True
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket, so connections are refused. Safe to repeat."""
-        if not self._running:
-            return
-        self._running = False
-        if self.gate is not None:
-            self.gate.set()
-        self.shutdown()
-        self.server_close()
+        return self.base_url + LOGS_PATH
 
     def logs(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -89,15 +57,44 @@ class IntakeReceiver(ThreadingHTTPServer):
         return [log["hookgate"]["call_id"] for log in self.logs()]
 
     def wait_for_logs(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            while sum(len(batch) for batch in self.batches) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"received {len(self.logs())} logs within {timeout} s, "
-                                         f"expected {count}")
-                self.lock.wait(remaining)
+        if not self.wait_for(lambda: len(self.logs()) >= count, timeout):
+            raise AssertionError(f"received {len(self.logs())} logs within {timeout} s, "
+                                 f"expected {count}")
         return self.logs()
+
+    def error_reply(self, status: int, message: str) -> Reply:
+        return Reply.json(status, {"errors": [message]})
+
+    def respond(self, request: ReceivedRequest) -> Reply:
+        if request.path != LOGS_PATH:
+            return self.error_reply(404, "Not found")
+        if request.headers.get("DD-API-KEY") != self.api_key:
+            return self.error_reply(403, "Forbidden")
+        if request.headers.get("Content-Encoding") != "gzip":
+            return self.error_reply(400, "the test intake expects Content-Encoding: gzip")
+        try:
+            data = gzip.decompress(request.body)
+        except (OSError, EOFError):
+            return self.error_reply(400, "invalid gzip body")
+        if len(data) > self.max_payload_bytes:
+            return self.error_reply(413, "Payload too large")
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return self.error_reply(400, "invalid JSON")
+        problem = validate_logs(payload)
+        if problem is not None:
+            return self.error_reply(400, problem)
+        if len(payload) > self.max_entries:
+            return self.error_reply(413, "too many logs in one request")
+        if any(len(json.dumps(log).encode()) > self.max_entry_bytes for log in payload):
+            return self.error_reply(413, "a log exceeds the size limit")
+
+        with self.lock:
+            self.batches.append(payload)
+            self.raw_payloads.append(data)
+            self.request_headers.append(dict(request.headers))
+        return Reply.json(202, {})
 
 
 def validate_logs(payload: Any) -> str | None:
@@ -113,95 +110,11 @@ def validate_logs(payload: Any) -> str | None:
     return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: IntakeReceiver
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        server = self.server
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        with server.lock:
-            server.requests += 1
-            scripted = server.script.pop(0) if server.script else None
-
-        if server.gate is not None:
-            server.gate.wait(30)
-        if server.delay:
-            time.sleep(server.delay)
-        if scripted is not None:
-            self._reply(scripted[0], {"errors": ["scripted"]}, scripted[1])
-            return
-        if self.path != LOGS_PATH:
-            self._reply(404, {"errors": ["Not found"]})
-            return
-        if self.headers.get("DD-API-KEY") != server.api_key:
-            self._reply(403, {"errors": ["Forbidden"]})
-            return
-        if self.headers.get("Content-Encoding") != "gzip":
-            self._reply(400, {"errors": ["the test intake expects Content-Encoding: gzip"]})
-            return
-        try:
-            data = gzip.decompress(body)
-        except (OSError, EOFError):
-            self._reply(400, {"errors": ["invalid gzip body"]})
-            return
-        if len(data) > server.max_payload_bytes:
-            self._reply(413, {"errors": ["Payload too large"]})
-            return
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            self._reply(400, {"errors": ["invalid JSON"]})
-            return
-        problem = validate_logs(payload)
-        if problem is not None:
-            self._reply(400, {"errors": [problem]})
-            return
-        if len(payload) > server.max_entries:
-            self._reply(413, {"errors": ["too many logs in one request"]})
-            return
-        if any(len(json.dumps(log).encode()) > server.max_entry_bytes for log in payload):
-            self._reply(413, {"errors": ["a log exceeds the size limit"]})
-            return
-
-        with server.lock:
-            server.batches.append(payload)
-            server.raw_payloads.append(data)
-            server.request_headers.append(dict(self.headers))
-            server.lock.notify_all()
-        self._reply(202, {})
-
-    def _reply(self, status: int, body: dict[str, Any],
-               headers: dict[str, str] | None = None) -> None:
-        with self.server.lock:
-            self.server.statuses.append(status)
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def make_intake() -> Iterator[Callable[..., IntakeReceiver]]:
+def make_intake(start_receiver: Callable[..., Any]) -> Callable[..., IntakeReceiver]:
     """A factory of running stand-in intakes (`make_intake(port=0, **options)`), all
     stopped after the test. Pass the port of a stopped one to bring the backend back."""
-    receivers: list[IntakeReceiver] = []
-
-    def make(port: int = 0, **options: Any) -> IntakeReceiver:
-        receiver = IntakeReceiver(port, **options).start()
-        receivers.append(receiver)
-        return receiver
-
-    yield make
-    for receiver in receivers:
-        receiver.stop()
+    return functools.partial(start_receiver, IntakeReceiver)
 
 
 @pytest.fixture

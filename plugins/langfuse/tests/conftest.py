@@ -5,22 +5,22 @@ HTTP Basic with the project's public and secret key (401 otherwise). A request h
 a size limit (413) and a JSON body with a `batch` list (400 otherwise). Each
 event's envelope and body are validated, with per-event errors in a 207 response.
 Like Langfuse, it skips an event whose envelope id it has already processed, and
-counts such repeats. Tests can script 429 and 5xx responses, slow it down, or stop
-it to refuse connections.
+counts such repeats. `LoopbackReceiver` lets tests script 429 and 5xx responses,
+slow it down, hold requests, or stop it to refuse connections.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from hookgate.testing.receiver import LoopbackReceiver, ReceivedRequest, Reply
 
 PUBLIC_KEY = "pk-lf-test-0123456789"
 SECRET_KEY = "sk-lf-test-secret-9876543210"
@@ -79,61 +79,28 @@ def validate_event(event: Any) -> str | None:
     return None
 
 
-class LangfuseReceiver(ThreadingHTTPServer):
+class LangfuseReceiver(LoopbackReceiver):
     """The stand-in server. Start it with `start()`; every attribute is thread-safe to read
     after `wait_for`."""
 
-    daemon_threads = True
-    allow_reuse_address = True
-
     def __init__(self, port: int = 0, *, public_key: str = PUBLIC_KEY,
                  secret_key: str = SECRET_KEY, max_body_bytes: int = 3_500_000) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__(port)
         self.public_key = public_key
         self.secret_key = secret_key
         self.max_body_bytes = max_body_bytes
-        self.script: list[tuple[int, dict[str, str]]] = []
-        """Responses to return, first to last, before any normal processing."""
-        self.delay = 0.0
-        """Seconds to wait before processing each request."""
-        self.gate: threading.Event | None = None
-        """If set, each request waits until the event is set."""
         self.reject_prefixes: tuple[str, ...] = ()
         """Envelope ids starting with one of these get a per-event error in the 207."""
-        self.lock = threading.Condition()
-        self.requests = 0
-        self.statuses: list[int] = []
         self.raw_bodies: list[bytes] = []
         self.request_headers: list[dict[str, str]] = []
         self.events: dict[str, dict[str, Any]] = {}
         """Processed events by envelope id."""
         self.repeats = 0
         """Events skipped because their envelope id was already processed."""
-        self._running = False
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
 
     @property
     def host(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LangfuseReceiver:
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-        self._running = True
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket, so connections are refused. Safe to repeat."""
-        if not self._running:
-            return
-        self._running = False
-        if self.gate is not None:
-            self.gate.set()
-        self.shutdown()
-        self.server_close()
+        return self.base_url
 
     def bodies(self, event_type: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -147,62 +114,33 @@ class LangfuseReceiver(ThreadingHTTPServer):
         return {body["traceId"]: body for body in self.bodies("generation-create")}
 
     def wait_for_traces(self, count: int, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            while len([e for e in self.events.values() if e["type"] == "trace-create"]) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"received {len(self.traces())} traces within "
-                                         f"{timeout} s, expected {count}")
-                self.lock.wait(remaining)
+        if not self.wait_for(lambda: len(self.bodies("trace-create")) >= count, timeout):
+            raise AssertionError(f"received {len(self.traces())} traces within "
+                                 f"{timeout} s, expected {count}")
         return self.traces()
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server: LangfuseReceiver
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        server = self.server
-        length = int(self.headers.get("Content-Length", "0"))
-        body = self.rfile.read(length)
-        with server.lock:
-            server.requests += 1
-            scripted = server.script.pop(0) if server.script else None
-
-        if server.gate is not None:
-            server.gate.wait(30)
-        if server.delay:
-            time.sleep(server.delay)
-        if scripted is not None:
-            self._reply(scripted[0], {"message": "scripted"}, scripted[1])
-            return
-        if self.path != INGESTION_PATH:
-            self._reply(404, {"message": f"no route {self.path}"})
-            return
-        if not self._authorized():
-            self._reply(401, {"message": "Invalid credentials. Confirm that you've configured "
-                              "the correct host."})
-            return
-        if length > server.max_body_bytes:
-            self._reply(413, {"message": "Request Entity Too Large"})
-            return
+    def respond(self, request: ReceivedRequest) -> Reply:
+        if request.path != INGESTION_PATH:
+            return self.error_reply(404, f"no route {request.path}")
+        if not self._authorized(request):
+            return self.error_reply(401, "Invalid credentials. Confirm that you've configured "
+                                    "the correct host.")
+        if len(request.body) > self.max_body_bytes:
+            return self.error_reply(413, "Request Entity Too Large")
         try:
-            payload = json.loads(body)
+            payload = json.loads(request.body)
         except ValueError:
-            self._reply(400, {"message": "Invalid JSON"})
-            return
+            return self.error_reply(400, "Invalid JSON")
         if not isinstance(payload, dict) or not isinstance(payload.get("batch"), list):
-            self._reply(400, {"message": "Invalid request data: batch is required"})
-            return
+            return self.error_reply(400, "Invalid request data: batch is required")
 
         successes, errors = [], []
-        with server.lock:
-            server.raw_bodies.append(body)
-            server.request_headers.append(dict(self.headers))
+        with self.lock:
+            self.raw_bodies.append(request.body)
+            self.request_headers.append(dict(request.headers))
             for event in payload["batch"]:
                 problem = validate_event(event)
-                if problem is None and str(event["id"]).startswith(server.reject_prefixes or
+                if problem is None and str(event["id"]).startswith(self.reject_prefixes or
                                                                    ("\0",)):
                     problem = "rejected by the test"
                 if problem is not None:
@@ -210,50 +148,23 @@ class _Handler(BaseHTTPRequestHandler):
                                    else "", "status": 400, "message": "Invalid request data",
                                    "error": problem})
                     continue
-                if event["id"] in server.events:
-                    server.repeats += 1
+                if event["id"] in self.events:
+                    self.repeats += 1
                 else:
-                    server.events[event["id"]] = event
+                    self.events[event["id"]] = event
                 successes.append({"id": event["id"], "status": 201})
-            server.lock.notify_all()
-        self._reply(207, {"successes": successes, "errors": errors})
+        return Reply.json(207, {"successes": successes, "errors": errors})
 
-    def _authorized(self) -> bool:
-        expected = base64.b64encode(
-            f"{self.server.public_key}:{self.server.secret_key}".encode()).decode()
-        return self.headers.get("Authorization") == f"Basic {expected}"
-
-    def _reply(self, status: int, body: dict[str, Any],
-               headers: dict[str, str] | None = None) -> None:
-        with self.server.lock:
-            self.server.statuses.append(status)
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    def _authorized(self, request: ReceivedRequest) -> bool:
+        expected = base64.b64encode(f"{self.public_key}:{self.secret_key}".encode()).decode()
+        return request.headers.get("Authorization") == f"Basic {expected}"
 
 
 @pytest.fixture
-def make_receiver() -> Iterator[Callable[..., LangfuseReceiver]]:
+def make_receiver(start_receiver: Callable[..., Any]) -> Callable[..., LangfuseReceiver]:
     """A factory of running stand-in servers (`make_receiver(port=0, **options)`), all
     stopped after the test. Pass the port of a stopped one to bring the backend back."""
-    receivers: list[LangfuseReceiver] = []
-
-    def make(port: int = 0, **options: Any) -> LangfuseReceiver:
-        receiver = LangfuseReceiver(port, **options).start()
-        receivers.append(receiver)
-        return receiver
-
-    yield make
-    for receiver in receivers:
-        receiver.stop()
+    return functools.partial(start_receiver, LangfuseReceiver)
 
 
 @pytest.fixture
