@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,9 @@ from hookgate.batching import (
 )
 from hookgate.testing import DispatchHarness, make_event
 
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "writing-a-logger.md"
+GUIDE_SECTION = "## Network loggers: batching and a loopback receiver for tests"
+PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 ALL_HOOKS = ("log_failure", "log_success", "logger_flush", "logger_health", "logger_setup")
 
 
@@ -204,3 +209,20 @@ def test_backend_url_plain_http_warning(url: str, warned: bool,
     check_backend_url(url, "DEMO_URL", expected="of a demo endpoint", credentials="api_key")
 
     assert ("DEMO_URL is plain http to backend.test" in caplog.text) is warned
+
+
+# The guide's example
+
+
+def test_guide_example_runs(hookgate_harness: DispatchHarness,
+                            start_receiver: Callable[..., Any]) -> None:
+    section = GUIDE.read_text().split(GUIDE_SECTION, 1)[1].split("\n## ", 1)[0]
+    blocks = PYTHON_BLOCK.findall(section)
+    namespace: dict[str, Any] = {}
+
+    exec(compile("\n".join(blocks), f"{GUIDE.name}: Network loggers", "exec"), namespace)
+    namespace["test_call_arrives_after_429"](hookgate_harness, make_event, start_receiver)
+
+    assert len(blocks) == 2
+    record = PluginRegistry(strict=False).register(namespace["AcmeCloud"](), "acme-cloud")
+    assert record.hooks == ALL_HOOKS
