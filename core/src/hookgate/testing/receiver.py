@@ -74,7 +74,7 @@ class LoopbackReceiver:
 
     `lock` is a condition variable: a subclass records accepted data while holding
     it, and the base class notifies it when a request arrives and after every
-    response, so that `wait_for` wakes up. Every attribute may be read by a test while the server runs.
+    response, so that `wait_for` wakes up.
     """
 
     def __init__(self, port: int = 0) -> None:
