@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from hookgate import LaneSettings, hookimpl
+from hookgate import LaneSettings, PluginStatus, hookimpl
 from hookgate.testing import DispatchHarness, RecordingLogger, make_event
 
 
@@ -264,28 +264,27 @@ def test_own_timeout_error_counts_as_error(hookgate_harness):
     assert stats.last_error == "log_success: TimeoutError: read timed out"
 
 
-def test_lane_survives_thread_start_failure(hookgate_harness, monkeypatch):
-    recorder = RecordingLogger()
-    hookgate_harness.add(recorder, "recorder")
-    dispatcher = hookgate_harness.start()
-    lane = dispatcher._lanes["recorder"]
-    real_runner = lane.runner
+def test_thread_start_failure_fails_only_that_plugin(hookgate_harness, monkeypatch):
+    first, second = RecordingLogger(), RecordingLogger()
+    hookgate_harness.add(first, "first")
+    hookgate_harness.add(second, "second")
+    real_start = threading.Thread.start
     failures = iter([RuntimeError("can't start new thread")])
 
-    def flaky_runner():
+    def flaky_start(thread):
         for error in failures:
             raise error
-        return real_runner()
+        real_start(thread)
 
-    monkeypatch.setattr(lane, "runner", flaky_runner)
-    hookgate_harness.send(make_event())
+    monkeypatch.setattr(threading.Thread, "start", flaky_start)
     hookgate_harness.send(make_event())
     hookgate_harness.drain()
 
-    stats = hookgate_harness.stats()["recorder"]
-    assert stats.failed == 1
-    assert stats.last_error == "log_success: RuntimeError: can't start new thread"
-    assert len(recorder.events) == 1
+    record = hookgate_harness.registry.record("first")
+    assert record.status is PluginStatus.FAILED
+    assert record.error == "could not start its worker: can't start new thread"
+    assert "first" not in hookgate_harness.stats()
+    assert len(second.events) == 1
 
 
 # Backlog and shutdown
