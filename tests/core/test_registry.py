@@ -135,7 +135,7 @@ def test_register_blocked_name(monkeypatch):
 def test_load_unknown_name_fails(hookgate_registry):
     record = hookgate_registry.load("no-such-plugin")
     assert record.status is PluginStatus.FAILED
-    assert "pip install hookgate-no-such-plugin" in record.error
+    assert "pip install ./plugins/no-such-plugin" in record.error
 
 
 def test_setup_not_configured(hookgate_registry):
