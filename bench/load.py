@@ -47,6 +47,10 @@ class LoadResult:
     max_ms: float
     mean_ms: float
     error_detail: dict[str, int] = field(default_factory=dict)
+    max_send_lag_ms: float | None = None
+    """Open loop only: the latest the driver sent a request after its scheduled time.
+    A large lag means the driver itself was starved of CPU, which inflates the
+    latencies it records."""
 
     @property
     def throughput(self) -> float:
@@ -229,10 +233,13 @@ async def open_loop(url: str, body: bytes, headers: Mapping[str, str], rate: flo
     latencies: list[float] = []
     errors = {"connect": 0, "read": 0, "status": 0, "timeout": 0}
     count = max(1, int(rate * duration))
+    max_lag = 0.0
     async with _session(connections) as session:
         start = time.perf_counter()
 
         async def one(scheduled: float) -> None:
+            nonlocal max_lag
+            max_lag = max(max_lag, time.perf_counter() - scheduled)
             try:
                 status = await _post(session, url, body, headers)
             except (aiohttp.ClientError, asyncio.TimeoutError) as error:
@@ -252,7 +259,9 @@ async def open_loop(url: str, body: bytes, headers: Mapping[str, str], rate: flo
             tasks.append(asyncio.create_task(one(scheduled)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
-    return _summary("python-open-loop", latencies, errors, elapsed)
+    result = _summary("python-open-loop", latencies, errors, elapsed)
+    result.max_send_lag_ms = max_lag * 1000
+    return result
 
 
 @dataclass

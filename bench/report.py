@@ -17,6 +17,7 @@ RSS_FLAT_LIMIT = 0.05
 """Memory counts as flat when RSS grows by less than this fraction after warm-up."""
 RSS_WARM_REQUESTS = 10_000
 THREE_LOGGERS = "hookgate-3-loggers"
+LAG_WARNING_MS = 20.0
 
 
 def _median(values: list[float]) -> float | None:
@@ -249,6 +250,7 @@ def write_markdown(results: dict[str, Any], path: Path, json_path: Path,
     _open_loop_section(add, results)
     _streaming_section(add, results)
     _delivery_section(add, results)
+    _dropped_section(add, results)
     _memory_section(add, results)
     _workers_section(add, results)
     _drivers_section(add, results)
@@ -409,6 +411,18 @@ def _open_loop_section(add: Any, results: dict[str, Any]) -> None:
         add("")
         return
     _sweep_table(add, rows, "rate (req/s)", results, ratios=False)
+    lagging = [record for record in results["open_loop"]
+               if (record.get("max_send_lag_ms") or 0) > LAG_WARNING_MS]
+    if lagging:
+        add(f"Runs in which the driver sent a request more than {LAG_WARNING_MS:.0f} ms after "
+            "its scheduled time: the driver itself was short of CPU, so these runs' "
+            "latencies overstate the server's.")
+        add("")
+        for record in lagging:
+            add(f"- `{record['contender']}` at {record['rate']} req/s, round {record['round']}: "
+                f"max send lag {record['max_send_lag_ms']:.0f} ms, p99 "
+                f"{record['p99_ms']:.1f} ms.")
+        add("")
     for record in results["open_loop"]:
         if "skipped" in record:
             add(f"- `{record['contender']}` at {record['rate']} req/s skipped: "
@@ -475,6 +489,35 @@ def _delivery_section(add: Any, results: dict[str, Any]) -> None:
 
 def _pairs(mapping: dict[str, Any]) -> str:
     return ", ".join(f"{key} {value}" for key, value in mapping.items())
+
+
+def _dropped_section(add: Any, results: dict[str, Any]) -> None:
+    status = results.get("callback_status") or {}
+    if not status:
+        return
+    add("### Logger counters after the load runs")
+    add("")
+    add("From `/callbacks/status` of each logging server at the end of the run: events the "
+        "dispatcher delivered to the plugin or dropped (its per-plugin queue was full), and "
+        "what the plugin's own sender sent or dropped. The load runs send more requests "
+        "per second than the slow or down backends accept, so those drop by design; a drop "
+        "in the dispatcher means the plugin's hook itself fell behind the request rate.")
+    add("")
+    add("| Server | plugin | delivered | dropped by dispatch | sender sent | sender dropped "
+        "| sender queued |")
+    add("| --- | --- | --- | --- | --- | --- | --- |")
+    for server, plugins in status.items():
+        if "error" in plugins:
+            add(f"| {server} | unavailable: {plugins['error']} | | | | | |")
+            continue
+        for name, entry in plugins.items():
+            stats = entry.get("stats") or {}
+            health = entry.get("health") or {}
+            sent = health.get("sent", health.get("exported", health.get("lines_written", "-")))
+            add(f"| {server} | {name} | {stats.get('delivered', '-')} | "
+                f"{stats.get('dropped', '-')} | {sent} | {health.get('dropped', '-')} | "
+                f"{health.get('queued', '-')} |")
+    add("")
 
 
 def _memory_section(add: Any, results: dict[str, Any]) -> None:

@@ -131,3 +131,14 @@ def test_wrk_driver_against_python_mock() -> None:
     assert result.requests > 0
     assert result.errors == 0
     assert result.p50_ms <= result.p99_ms
+
+
+def test_lane_delivery_script_runs() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "lane_delivery.py"), "--events", "256",
+         "--repeat", "1"], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    lines = completed.stdout.splitlines()
+    assert len(lines) == 6
+    assert lines[1].startswith("hookgate-core, 0 plugins")
+    assert float(lines[2].split()[-1]) > 0
