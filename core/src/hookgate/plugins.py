@@ -314,7 +314,9 @@ class PluginRegistry:
             self._fail(
                 record,
                 f"no installed distribution declares a {ENTRY_POINT_GROUP} entry point named "
-                f"{name!r}; install the package that provides it (hookgate's own loggers: `pip install ./plugins/{name}` from a checkout of the repository) and check with `hookgate plugins`",
+                f"{name!r}; install the package that provides it (hookgate's own loggers: "
+                f"`pip install ./plugins/{name}` from a checkout of the repository) and "
+                "check with `hookgate plugins`",
             )
             return record
         if record.status is not PluginStatus.INSTALLED:
