@@ -193,6 +193,7 @@ class _Running:
     call_id: str | None
     started: float
     timed_out: bool = False
+    finished: bool = False
 
 
 @dataclass
@@ -266,7 +267,8 @@ class ThreadLane(Lane):
     def check_timeout(self, now: float) -> None:
         with self._lock:
             running = self._running
-            if running is None or running.timed_out or now - running.started < self.hook_timeout:
+            if (running is None or running.finished or running.timed_out
+                    or now - running.started < self.hook_timeout):
                 return
             running.timed_out = True
         self.record_timeout(running.call, running.call_id, self.hook_timeout)
@@ -314,8 +316,9 @@ class ThreadLane(Lane):
             error = raised
 
         with self._lock:
-            self._running = None
-        if running.timed_out:
+            running.finished = True
+            late = running.timed_out
+        if late:
             # Already counted as a timed-out failure by the watchdog.
             logger.info("plugin %s: %s for call %s finished late after %.1f s%s", self.name,
                         call.hook_name, event.call_id, time.monotonic() - running.started,
@@ -324,6 +327,10 @@ class ThreadLane(Lane):
             self.record_error(call, event.call_id, f"{type(error).__name__}: {error}", error)
         else:
             self.record_delivery()
+
+        # Cleared last, so that a drain that sees an empty backlog also sees the outcome.
+        with self._lock:
+            self._running = None
 
     def _run_flush(self, job: _FlushJob) -> None:
         if not job.result.set_running_or_notify_cancel() or self.flush_call is None:
