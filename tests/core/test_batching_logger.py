@@ -152,6 +152,13 @@ def test_setting_keys_accepts_own_sender_and_lane_keys() -> None:
     check_setting_keys(settings, frozenset({"host"}), "callback_settings.demo", "demo")
 
 
+@pytest.mark.parametrize("key", ["success", "failure"])
+def test_setting_keys_rejects_lane_selection(key: str) -> None:
+    # Which events reach a plugin is set by the callback lists, as in every other logger.
+    with pytest.raises(ValueError, match=f"unknown keys '{key}'"):
+        check_setting_keys({key: True}, frozenset({"host"}), "callback_settings.demo", "demo")
+
+
 def test_setting_keys_names_unknown_keys() -> None:
     with pytest.raises(ValueError) as raised:
         check_setting_keys({"hots": 1, "host": 2, "zone": 3}, frozenset({"host"}),

@@ -44,11 +44,10 @@ import urllib.parse
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from hookgate.dispatch import LaneSettings
 from hookgate.events import CallEvent
 from hookgate.hookspecs import hookimpl
 
@@ -790,10 +789,11 @@ def sender_options(settings: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 
 
-LANE_SETTINGS = frozenset(setting.name for setting in fields(LaneSettings))
+LANE_SETTINGS = frozenset({"required", "log_content"})
 """Keys of `callback_settings.<name>` that the proxy and hookgate-core act on themselves
-(which events reach the plugin, whether content is stripped first). A plugin accepts
-and ignores them."""
+(whether a request may disable the plugin, whether content is stripped first). A plugin
+accepts and ignores them. Which events reach a plugin is set by the callback lists, not
+here, so `success` and `failure` are not among them."""
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 """Hosts to which plain http does not expose credentials on the network."""
