@@ -38,19 +38,30 @@ HEADERS: dict[str, tuple[str, ...]] = {
 }
 
 
-class NoOpLogger:
-    """A plugin that does nothing, so that draining between batches is quick."""
+class AsyncNoOpLogger:
+    """An async plugin that does nothing; it gets an asyncio lane on the event loop."""
 
     @hookimpl
     async def log_success(self, event: CallEvent) -> None:
         return None
 
 
-async def build_dispatcher(plugin_count: int, backlog: int) -> Dispatcher:
+class SyncNoOpLogger:
+    """A sync plugin that does nothing; it gets a lane with a thread of its own."""
+
+    @hookimpl
+    def log_success(self, event: CallEvent) -> None:
+        return None
+
+
+LOGGER_KINDS = {"async": AsyncNoOpLogger, "sync": SyncNoOpLogger}
+
+
+async def build_dispatcher(plugin_count: int, backlog: int, kind: str) -> Dispatcher:
     registry = PluginRegistry(strict=True)
     names = [f"plugin-{index}" for index in range(plugin_count)]
     for name in names:
-        registry.register(NoOpLogger(), name)
+        registry.register(LOGGER_KINDS[kind](), name)
         await registry.setup(name)
 
     dispatcher = Dispatcher(registry, {name: LaneSettings() for name in names}, backlog=backlog)
@@ -59,9 +70,9 @@ async def build_dispatcher(plugin_count: int, backlog: int) -> Dispatcher:
 
 
 async def measure(plugin_count: int, names: tuple[str, ...], batch: int,
-                  repeat: int) -> list[float]:
+                  repeat: int, kind: str) -> list[float]:
     """Return the cost per event in microseconds of each of `repeat` batches."""
-    dispatcher = await build_dispatcher(plugin_count, backlog=batch)
+    dispatcher = await build_dispatcher(plugin_count, backlog=batch, kind=kind)
     event = make_event()
     costs = []
 
@@ -110,13 +121,17 @@ async def main() -> None:
     print(f"{arguments.repeat} batches of {arguments.batch} events per row; "
           "microseconds per event (resolve + submit)")
     print()
-    print("| active plugins | header | fastest batch (us) | median batch (us) |")
-    print("| ---: | --- | ---: | ---: |")
-    for plugin_count in PLUGIN_COUNTS:
-        for label, names in HEADERS.items():
-            costs = await measure(plugin_count, names, arguments.batch, arguments.repeat)
-            print(f"| {plugin_count} | {label} | {min(costs):.2f} | "
-                  f"{statistics.median(costs):.2f} |")
+    print("| plugins | active plugins | header | fastest batch (us) | median batch (us) |")
+    print("| --- | ---: | --- | ---: | ---: |")
+    for kind in LOGGER_KINDS:
+        for plugin_count in PLUGIN_COUNTS:
+            if kind == "sync" and plugin_count == 0:
+                continue  # the same as the async row: no lane at all
+            for label, names in HEADERS.items():
+                costs = await measure(plugin_count, names, arguments.batch, arguments.repeat,
+                                      kind)
+                print(f"| {kind} | {plugin_count} | {label} | {min(costs):.2f} | "
+                      f"{statistics.median(costs):.2f} |")
 
 
 if __name__ == "__main__":
