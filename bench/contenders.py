@@ -34,7 +34,7 @@ UPSTREAM_KEY = "sk-bench-upstream"
 STREAM_MODEL = "bench-stream"
 
 SERVER_CPUS: set[int] | None = None
-"""CPUs that single-worker servers are pinned to (None: no pinning); `run.py --pin` sets it."""
+"""CPUs that single-worker servers are pinned to, or None. `run.py` sets it unless --no-pin."""
 
 LITELLM_VERSION = "1.100.5"
 LITELLM_REQUIREMENT = f"litellm[proxy]=={LITELLM_VERSION}"
@@ -67,7 +67,7 @@ class Server:
 
 @dataclass
 class Target:
-    """One contender as the load driver sees it: a server plus request headers."""
+    """One contender as the load driver addresses it: a server plus request headers."""
 
     name: str
     label: str

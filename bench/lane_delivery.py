@@ -1,11 +1,11 @@
 """Measure what delivering one event to one plugin costs, beyond `Dispatcher.submit`.
 
 `core_dispatch.py` times the request path only (`resolve` plus `submit`). This
-script times the rest of the in-process work per event: the lane worker taking
-the event from its queue and running the plugin's hook, for a sync hook (run in
-the lane's thread) and an async hook (run on the event loop). The hooks do
-nothing, so the figure is the dispatch machinery alone. It is process CPU time
-(every thread) per event, from the first submit until the queues are drained.
+script times the rest of the in-process work per event: the lane taking the
+event from its queue and running the plugin's hook. A sync hook runs in the
+lane's thread and an async hook on the event loop. The hooks do nothing, so the
+figure is the dispatch machinery alone: process CPU time (every thread) per
+event, from the first submit until the queues are drained.
 
     python bench/lane_delivery.py [--events 20000] [--repeat 3]
 """

@@ -33,7 +33,7 @@ REQUEST_TIMEOUT = 10.0
 
 @dataclass
 class LoadResult:
-    """What one load run measured. Latencies in milliseconds."""
+    """Figures of one load run. Latencies in milliseconds."""
 
     driver: str
     requests: int

@@ -177,7 +177,7 @@ def _count_one(bench: Bench, scenario: Scenario, target: Target, base_url: str,
         if time.monotonic() > deadline:
             break
         time.sleep(0.25)
-    time.sleep(0.5)  # late duplicates would show up here
+    time.sleep(0.5)  # A duplicate delivery would arrive in this pause and break the count.
     after = _counts(bench, scenario)
     delta = {name: after[name] - before[name] for name in before}
     exact = all(delta[name] == expected[name] for name in delta)

@@ -1,9 +1,9 @@
 """The minimal FastAPI proxy: the Python floor that hookgate is measured against.
 
-It does what any OpenAI-compatible proxy must do and nothing else: check the
-bearer key, parse the JSON body, look the model up in the config's `model_list`,
-forward the body upstream and return the upstream response (streams are passed
-through chunk by chunk). No logging, no callbacks, no response parsing.
+It does what any OpenAI-compatible proxy must do and nothing else. It checks the
+bearer key, parses the JSON body, looks the model up in the config's `model_list`,
+forwards the body upstream and returns the upstream response, passing streams
+through chunk by chunk. No logging, no callbacks, no response parsing.
 
 Run as a script: `python bench/minimal_proxy.py --config CONFIG --port PORT
 [--client aiohttp|httpx]`. The upstream client sits behind `UpstreamClient` so
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Route:
-    """Where one model name is forwarded to."""
+    """The upstream target of one model name."""
 
     url: str
     upstream_model: str

@@ -1,14 +1,15 @@
 """The zero-delay mock provider: fixed OpenAI responses served by nginx on loopback.
 
-nginx answers every POST to `/v1/chat/completions` (and `/chat/completions`) with
-one fixed `chat.completion` body, and every POST under `/stream/v1/` with one fixed
-SSE stream of 64 `chat.completion.chunk` events. Streaming deployments point their
-`api_base` at `/stream/v1` because nginx cannot route on the request body's
-`stream` flag. The request body is read and discarded.
+nginx returns one fixed `chat.completion` body for every POST to
+`/v1/chat/completions` (and `/chat/completions`), and one fixed SSE stream of 64
+`chat.completion.chunk` events for every POST to `/stream/v1/chat/completions`.
+Streaming deployments point their `api_base` at `/stream/v1` because nginx cannot
+route on the request body's `stream` flag. The request body is discarded.
 
-When nginx is missing and cannot be installed, `PythonMock` serves the same bytes
-from an aiohttp server. It is slower than nginx and competes with the proxy for
-CPU, so results taken with it are marked as such and are only fit for a smoke run.
+When nginx is missing and cannot be installed, `start_python_mock` serves the same
+bytes from an aiohttp server (python_mock.py). It is slower than nginx and
+competes with the proxy for CPU, so the report notes it, and its figures are only
+fit for a smoke run.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class MockProvider:
 def nginx_config(workdir: Path, port: int) -> str:
     """Return an nginx configuration that serves the fixed bodies on 127.0.0.1:`port`.
 
-    The bodies are static files under `workdir/static`. nginx answers POST to a
+    The bodies are static files under `workdir/static`. nginx rejects a POST to a
     static file with 405, so each endpoint returns 405 and its `error_page` redirects
     internally (as GET) to the file, which goes out with status 200.
     """

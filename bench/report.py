@@ -298,13 +298,14 @@ def _method_section(add: Any, results: dict[str, Any]) -> None:
         "temporary directory.")
     add(f"- Closed loop: {meta['driver']} with one thread and N keep-alive connections "
         f"(N = {', '.join(map(str, options['concurrency']))}), {options['duration']:g} s per "
-        f"point, {options['rounds']} rounds; each round visits every concurrency and, within "
-        "it, every contender in an order rotated by one per round. Figures are medians over "
-        "the rounds; errors are summed.")
+        f"point, {options['rounds']} rounds. Each round visits every concurrency and, within "
+        "it, every contender, in an order rotated by one per round. Figures are medians over "
+        "the rounds, and errors are summed.")
     add(f"- Open loop: the aiohttp driver sends a fixed schedule of "
         f"{', '.join(map(str, options['rates']))} requests/s for {options['open_duration']:g} s "
         "per run; latency counts from each request's scheduled send time. A contender whose "
         "closed-loop peak is below 1.1x the rate is skipped at that rate.")
+
     pinning = results.get("pinning")
     if pinning:
         add(f"- CPU pinning: each single-worker server runs on CPU {pinning['servers']}; the "
@@ -323,6 +324,7 @@ def _method_section(add: Any, results: dict[str, Any]) -> None:
         "never mix. After every run against a logging scenario the harness waits until the "
         "receivers stop counting, so a backlog does not use CPU during the next contender's run.")
     add("")
+
     add("Contenders:")
     add("")
     for name, contender in results["contenders"].items():
@@ -330,6 +332,7 @@ def _method_section(add: Any, results: dict[str, Any]) -> None:
         suffix = "".join(f"; header `{key}: {value}`" for key, value in headers.items())
         add(f"- `{name}`: {contender['description']}{suffix}")
     add("")
+
     add("### Machine")
     add("")
     machine = meta["machine"]
@@ -344,6 +347,7 @@ def _method_section(add: Any, results: dict[str, Any]) -> None:
     add("Versions: " + ", ".join(f"{name} {version}" for name, version
                                   in meta["versions"].items()) + ".")
     add("")
+
     add("### Commands")
     add("")
     add("```")
@@ -448,6 +452,7 @@ def _streaming_section(add: Any, results: dict[str, Any]) -> None:
         "request to the first SSE `data:` line and to the end of the stream. \"Added\" is over "
         "the direct call.")
     add("")
+
     add("| Contender | streams | errors | events/stream | first chunk p50 ms | p99 ms "
         "| added p50 ms | whole stream p50 ms | p99 ms | added p50 ms |")
     add("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -473,7 +478,7 @@ def _delivery_section(add: Any, results: dict[str, Any]) -> None:
         add("")
         return
     add("An exact number of requests per logging contender (16 at a time); then the "
-        "harness waits until each receiver has counted them (up to 30 s). jsonl is counted "
+        "harness waits until each receiver has counted them (up to 60 s). jsonl is counted "
         "in its file, langfuse as `trace-create` events at its receiver, otel as root spans "
         "at its receiver. \"Exact\" means every logger received every successful request "
         "once, and none when the header disabled them.")

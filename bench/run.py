@@ -93,7 +93,7 @@ class Bench:
         logger.warning("skipping %s: %s", name, reason)
         self.results["skipped"][name] = reason
 
-    def wanted(self, group: str) -> bool:
+    def selected(self, group: str) -> bool:
         return group in self.options.contenders
 
     def start(self) -> list[Target]:
@@ -117,11 +117,11 @@ class Bench:
                                          self.mock.stream_api_base + "/chat/completions")
         targets = [Target("direct", "direct call (floor)", "direct")]
 
-        if self.wanted("minimal"):
+        if self.selected("minimal"):
             self._add_server("minimal", lambda: contenders.start_minimal(self.mock))
             if "minimal" in self.servers:
                 targets.append(Target("minimal", "minimal FastAPI proxy", "minimal"))
-        if self.wanted("minimal-httpx"):
+        if self.selected("minimal-httpx"):
             self._add_server("minimal-httpx", lambda: contenders.start_minimal(
                 self.mock, "httpx", name="minimal-httpx"))
             if "minimal-httpx" in self.servers:
@@ -129,18 +129,18 @@ class Bench:
                                       "minimal-httpx"))
 
         hookgate_reason = contenders.hookgate_available()
-        if self.wanted("hookgate") or self.wanted("hookgate-logging"):
+        if self.selected("hookgate") or self.selected("hookgate-logging"):
             if hookgate_reason:
                 self.skip("hookgate", hookgate_reason)
-        if self.wanted("hookgate") and not hookgate_reason:
+        if self.selected("hookgate") and not hookgate_reason:
             self._add_server("hookgate", lambda: contenders.start_hookgate(
                 self.mock, "hookgate", {}))
             if "hookgate" in self.servers:
                 targets.append(Target("hookgate", "hookgate, no loggers", "hookgate"))
-        if self.wanted("hookgate-logging") and not hookgate_reason:
+        if self.selected("hookgate-logging") and not hookgate_reason:
             targets.extend(self._start_logging_servers())
 
-        if self.wanted("litellm"):
+        if self.selected("litellm"):
             try:
                 executable = contenders.ensure_litellm(Path(options.cache), options.install)
             except (RuntimeError, subprocess.CalledProcessError) as error:
