@@ -236,8 +236,8 @@ def start_python_mock() -> MockProvider:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     wait_for_port(port, process, timeout=20)
     mock = MockProvider("python", port, process, workdir,
-                        notes=["nginx unavailable: the aiohttp fallback mock served the "
-                               "provider, so every figure includes its CPU use"])
+                        notes=["the aiohttp fallback mock served the provider instead of "
+                               "nginx, so its CPU use is part of every figure"])
     logger.info("python mock provider listening on %s", mock.base_url)
     return mock
 
