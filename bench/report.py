@@ -251,6 +251,7 @@ def write_markdown(results: dict[str, Any], path: Path, json_path: Path,
     _streaming_section(add, results)
     _delivery_section(add, results)
     _dropped_section(add, results)
+    _per_logger_section(add, results)
     _memory_section(add, results)
     _workers_section(add, results)
     _drivers_section(add, results)
@@ -522,6 +523,30 @@ def _dropped_section(add: Any, results: dict[str, Any]) -> None:
             add(f"| {server} | {name} | {stats.get('delivered', '-')} | "
                 f"{stats.get('dropped', '-')} | {sent} | {health.get('dropped', '-')} | "
                 f"{health.get('queued', '-')} |")
+    add("")
+
+
+def _per_logger_section(add: Any, results: dict[str, Any]) -> None:
+    rows = aggregate(results.get("per_logger", []), "concurrency")
+    if not rows:
+        return
+    add("## Cost of each logger")
+    add("")
+    add("One hookgate server per logger, each with only that logger active, against the "
+        "servers with no loggers and with all three; wrk at concurrency 32, rounds "
+        "interleaved. \"Added CPU\" is CPU time per request over the server without "
+        "loggers.")
+    add("")
+    base = rows.get(("hookgate", 32), {}).get("cpu_s_per_1k")
+    add("| Server | req/s (min-max) | p50 ms | p99 ms | CPU ms / req | added CPU ms / req |")
+    add("| --- | --- | --- | --- | --- | --- |")
+    for (contender, _), row in rows.items():
+        cpu = row["cpu_s_per_1k"]
+        added = None if base is None or cpu is None else cpu - base
+        add(f"| {contender} | {_number(row['throughput_rps'], 0)} "
+            f"({_number(row['throughput_min'], 0)}-{_number(row['throughput_max'], 0)}) | "
+            f"{_number(row['p50_ms'])} | {_number(row['p99_ms'])} | {_number(cpu, 3)} | "
+            f"{_number(added, 3)} |")
     add("")
 
 

@@ -47,7 +47,8 @@ logger = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parent.parent
 CHAT_PATH = "/v1/chat/completions"
 DISABLE_HEADER = "x-litellm-disable-callbacks"
-SCENARIOS = ("drivers", "sweep", "open-loop", "streaming", "delivery", "memory", "workers")
+SCENARIOS = ("drivers", "sweep", "open-loop", "streaming", "delivery", "per-logger", "memory",
+             "workers")
 CONTENDER_GROUPS = ("direct", "minimal", "hookgate", "hookgate-logging", "litellm",
                     "minimal-httpx")
 DEFAULT_CONTENDERS = CONTENDER_GROUPS[:5]
@@ -78,6 +79,7 @@ class Bench:
         self.results: dict[str, Any] = {"skipped": {}, "notes": [], "sweep": [],
                                         "open_loop": [], "streaming": [], "delivery": [],
                                         "memory": {}, "workers": [], "drivers": [],
+                                        "per_logger": [],
                                         "contenders": {}}
         self.mock: MockProvider | None = None
         self.logging_scenarios: dict[str, logging_setup.Scenario] = {}
@@ -356,6 +358,37 @@ class Bench:
             return
         logging_setup.check_delivery(self, REQUEST_BODY)
 
+    def per_logger(self, targets: list[Target]) -> None:
+        """CPU per request of each logger alone, against no loggers and all three."""
+        scenario = self.logging_scenarios.get("hookgate-3-loggers")
+        if scenario is None or "hookgate" not in self.servers:
+            self.skip("per-logger", "the hookgate servers with and without loggers are not running")
+            return
+        group = [Target("hookgate", "hookgate, no loggers", "hookgate"),
+                 Target(scenario.server, scenario.label, scenario.server)]
+        started = []
+        for name, settings in scenario.callbacks.items():
+            key = f"hookgate-only-{name}"
+            if name == "jsonl":
+                settings = {**settings, "path": str(self.workdir / f"{key}.jsonl")}
+            self._add_server(key, lambda key=key, name=name, settings=settings:
+                             contenders.start_hookgate(self.mock, key, {name: settings}))
+            if key in self.servers:
+                started.append(key)
+                group.append(Target(key, f"hookgate, {name} only", key))
+        for target in group:
+            self.closed_run(target, 32, 1)
+        for round_index in range(self.options.rounds):
+            shift = round_index % len(group)
+            for target in group[shift:] + group[:shift]:
+                record = self.closed_run(target, 32, self.options.duration)
+                record["round"] = round_index + 1
+                self.results["per_logger"].append(record)
+                # The loggers send for a moment after the load stops; let them finish.
+                time.sleep(1.0)
+        for key in started:
+            self.servers.pop(key).stop()
+
     def memory(self, targets: list[Target]) -> None:
         """RSS of hookgate with three loggers over many requests with random header values.
 
@@ -555,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc)
     steps = {"drivers": bench.check_drivers, "sweep": bench.sweep,
              "open-loop": bench.open_loop, "streaming": bench.streaming,
-             "delivery": bench.delivery, "memory": bench.memory, "workers": bench.workers}
+             "delivery": bench.delivery, "per-logger": bench.per_logger,
+             "memory": bench.memory, "workers": bench.workers}
     try:
         targets = bench.start()
         for target in targets:
