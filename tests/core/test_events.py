@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 
 import pydantic
 import pytest
 
 from hookgate import CallEvent, FrozenDict
+from hookgate.events import new_call_id
 from hookgate.testing import make_event
 
 
@@ -139,3 +141,30 @@ def test_without_content_keeps_failure():
     stripped = event.without_content()
     assert stripped.response is None
     assert stripped.error == event.error
+
+
+def test_call_ids_unique_hex() -> None:
+    ids = [new_call_id() for _ in range(10_000)]
+
+    assert len(set(ids)) == len(ids)
+    assert all(len(call_id) == 32 for call_id in ids)
+    assert all(int(call_id, 16) >= 0 for call_id in ids)
+
+
+def test_call_ids_differ_after_fork() -> None:
+    new_call_id()  # fill the buffer in the parent
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        os.write(write_end, new_call_id().encode())
+        os._exit(0)
+
+    os.close(write_end)
+    child_id = os.read(read_end, 64).decode()
+    os.close(read_end)
+    os.waitpid(child, 0)
+    parent_id = new_call_id()
+
+    assert len(child_id) == 32
+    assert child_id != parent_id
