@@ -8,9 +8,10 @@ attribute becomes a searchable log attribute; the call's details go under
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
+
+import orjson
 
 from hookgate import CallEvent
 from hookgate_datadog.settings import MAX_ENTRY_BYTES, DatadogSettings
@@ -106,8 +107,9 @@ def log_entry(event: CallEvent, settings: DatadogSettings) -> dict[str, Any]:
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
-                      default=str).encode("utf-8")
+    # orjson: about ten times faster than json.dumps for these payloads, which
+    # matters because the encoding runs in the proxy's process for every call.
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
 
 
 def encode_log(event: CallEvent, settings: DatadogSettings,

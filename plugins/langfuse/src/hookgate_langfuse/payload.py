@@ -8,9 +8,10 @@ that is sent again after a lost response creates nothing twice.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from hookgate import CallEvent
 
@@ -168,8 +169,9 @@ def _encode(event: CallEvent, environment: str | None, release: str | None,
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
-                      default=str).encode("utf-8")
+    # orjson: about ten times faster than json.dumps for these payloads, which
+    # matters because the encoding runs in the proxy's process for every call.
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
 
 
 def call_id_of(envelope_id: str) -> str:
