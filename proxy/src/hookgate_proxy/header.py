@@ -16,10 +16,12 @@ def parse_disable_header(values: Iterable[str]) -> tuple[str, ...]:
     a name is trimmed and empty items (`a,,b`, a trailing comma) are skipped. Several
     header lines add up: `langfuse` on one line and `datadog` on another disable both.
     """
-    names: list[str] = []
+    # A dict keeps the first-seen order and makes each duplicate check O(1): the
+    # header is chosen by the client, so a list lookup here would be quadratic.
+    names: dict[str, None] = {}
     for value in values:
         for item in value.split(","):
             name = item.strip().lower()
-            if name and name not in names:
-                names.append(name)
+            if name:
+                names[name] = None
     return tuple(names)
