@@ -50,6 +50,7 @@ from typing import Any
 
 from hookgate.events import CallEvent
 from hookgate.hookspecs import hookimpl
+from hookgate.ratelimit import RateLimitedLog
 
 __all__ = [
     "LANE_SETTINGS",
@@ -199,31 +200,6 @@ class _Entry:
     queued_at: float
 
 
-class _RateLimitedLog:
-    """Logs one kind of repeated problem at most once per interval, with a count of the rest."""
-
-    def __init__(self, level: int, interval: float = LOG_INTERVAL) -> None:
-        self.level = level
-        self.interval = interval
-        self._next = 0.0
-        self._suppressed = 0
-        self._lock = threading.Lock()
-
-    def log(self, message: str, *args: object) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now < self._next:
-                self._suppressed += 1
-                return
-            suppressed = self._suppressed
-            self._suppressed = 0
-            self._next = now + self.interval
-        if suppressed:
-            message += " (%d similar messages suppressed)"
-            args = (*args, suppressed)
-        logger.log(self.level, message, *args)
-
-
 class _GiveUp(Exception):
     """The flush deadline leaves no time for another attempt of the current batch."""
 
@@ -300,9 +276,9 @@ class BatchSender:
         self._stopping = False
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._drop_log = _RateLimitedLog(logging.WARNING)
-        self._error_log = _RateLimitedLog(logging.ERROR)
-        self._retry_log = _RateLimitedLog(logging.WARNING)
+        self._drop_log = RateLimitedLog(logger, logging.WARNING, LOG_INTERVAL)
+        self._error_log = RateLimitedLog(logger, logging.ERROR, LOG_INTERVAL)
+        self._retry_log = RateLimitedLog(logger, logging.WARNING, LOG_INTERVAL)
         self._thread = threading.Thread(target=self._run, name=f"hookgate-batch-{name}",
                                         daemon=True)
         self._thread.start()

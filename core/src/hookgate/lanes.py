@@ -30,6 +30,7 @@ from typing import Any
 
 from hookgate.events import CallEvent
 from hookgate.plugins import HookCall
+from hookgate.ratelimit import RateLimitedLog
 
 logger = logging.getLogger("hookgate.dispatch")
 
@@ -84,29 +85,6 @@ class PluginStats:
         }
 
 
-class ErrorLog:
-    """Logs a plugin's errors at most once per interval, with a count of the rest."""
-
-    def __init__(self, interval: float = ERROR_LOG_INTERVAL) -> None:
-        self.interval = interval
-        self._next = 0.0
-        self._suppressed = 0
-        self._lock = threading.Lock()
-
-    def error(self, message: str, *args: object, exc_info: BaseException | None = None) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now < self._next:
-                self._suppressed += 1
-                return
-            suppressed, self._suppressed = self._suppressed, 0
-            self._next = now + self.interval
-        if suppressed:
-            message += " (%d similar messages suppressed in the last %.0f s)"
-            args = (*args, suppressed, self.interval)
-        logger.error(message, *args, exc_info=exc_info)
-
-
 class Lane:
     """What both lane kinds share: hooks, settings, counters and error records."""
 
@@ -121,8 +99,8 @@ class Lane:
         self.capacity = capacity
         self.hook_timeout = hook_timeout
         self.stats = PluginStats(name)
-        self.errors = ErrorLog()
-        self.drops = ErrorLog()
+        self.errors = RateLimitedLog(logger, logging.ERROR, ERROR_LOG_INTERVAL)
+        self.drops = RateLimitedLog(logger, logging.ERROR, ERROR_LOG_INTERVAL)
         # Counters change on the lane's worker and on the event loop (drops, timeouts).
         self._lock = threading.Lock()
 
@@ -163,7 +141,7 @@ class Lane:
     def record_drop(self, event: CallEvent, reason: str) -> None:
         with self._lock:
             self.stats.dropped += 1
-        self.drops.error("plugin %s: event %s dropped: %s", self.name, event.call_id, reason)
+        self.drops.log("plugin %s: event %s dropped: %s", self.name, event.call_id, reason)
 
     def record_delivery(self) -> None:
         with self._lock:
@@ -177,7 +155,7 @@ class Lane:
             self.stats.timed_out += timed_out
             self.stats.last_error = f"{call.hook_name}: {message}"
             self.stats.last_error_time = time.time()
-        self.errors.error("plugin %s: %s failed for call %s: %s", self.name, call.hook_name,
+        self.errors.log("plugin %s: %s failed for call %s: %s", self.name, call.hook_name,
                           call_id or "-", message, exc_info=error)
 
     def record_timeout(self, call: HookCall, call_id: str | None, timeout: float) -> None:
