@@ -65,11 +65,13 @@ def test_single_worker_counts(parse_metrics: Callable[[str], Any]) -> None:
             model="m1", messages=messages,
             extra_headers={"x-litellm-disable-callbacks": "prometheus"})
 
-        def successes() -> float | None:
+        def delivered() -> float | None:
             samples = parse_metrics(fetch(proxy.base_url + "/metrics"))
-            return samples.value("hookgate_requests_total", model="m1", status="success")
+            return samples.value("hookgate_callback_delivered_total", callback="prometheus")
 
-        assert wait_for_value(successes, 4) == 4
+        # Events reach the logger after the responses, in order: once all five (four
+        # successes and the failure) are delivered, every counter below is final.
+        assert wait_for_value(delivered, 5) == 5
         samples = parse_metrics(fetch(proxy.base_url + "/metrics"))
         assert proxy.stop() == 0
 
@@ -118,11 +120,13 @@ def test_two_workers_aggregate(tmp_path: Path, parse_metrics: Callable[[str], An
         def total(name: str, **labels: str) -> Callable[[], float | None]:
             return lambda: parse_metrics(fetch(proxy.base_url + "/metrics")).value(name, **labels)
 
+        # Events reach the logger after the responses: wait until every worker has
+        # delivered them all before comparing scrapes.
+        delivered = wait_for_value(
+            total("hookgate_callback_delivered_total", callback="prometheus"), sent)
         pids = worker_pids(directory)
         requests_seen = [total("hookgate_requests_total", model="m1", status="success")()
                          for _ in range(6)]
-        delivered = wait_for_value(
-            total("hookgate_callback_delivered_total", callback="prometheus"), sent)
         assert proxy.stop() == 0
 
     assert len(pids) == 2
