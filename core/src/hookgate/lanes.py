@@ -357,8 +357,10 @@ class AsyncLane(Lane):
 
     async def drain(self, deadline: float) -> bool:
         remaining = deadline - asyncio.get_running_loop().time()
-        done, _ = await asyncio.wait({asyncio.ensure_future(self._queue.join())},
-                                     timeout=max(0.0, remaining))
+        joined = asyncio.ensure_future(self._queue.join())
+        done, _ = await asyncio.wait({joined}, timeout=max(0.0, remaining))
+        if not done:
+            joined.cancel()  # or it stays pending until the loop closes
         return bool(done)
 
     async def flush(self, timeout: float) -> bool:
