@@ -42,7 +42,7 @@ BATCH_LINGER = 0.005
 
 @dataclass(frozen=True)
 class LaneSettings:
-    """How the proxy enabled one plugin."""
+    """The proxy's settings for one plugin: which events it gets and how."""
 
     success: bool = True
     """Deliver `log_success` events (if the plugin implements the hook)."""
@@ -86,7 +86,7 @@ class PluginStats:
 
 
 class Lane:
-    """What both lane kinds share: hooks, settings, counters and error records."""
+    """The part both lane kinds share: hooks, settings, counters and error records."""
 
     def __init__(self, name: str, settings: LaneSettings, success: HookCall | None,
                  failure: HookCall | None, flush: HookCall | None, *, capacity: int,
@@ -306,7 +306,8 @@ class ThreadLane(Lane):
         else:
             self.record_delivery()
 
-        # Cleared last, so that a drain that sees an empty backlog also sees the outcome.
+        # Cleared last, so that a drain that finds the backlog empty also finds the
+        # outcome recorded.
         with self._lock:
             self._running = None
 
