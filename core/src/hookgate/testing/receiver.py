@@ -26,7 +26,7 @@ stops them after the test: `start_receiver(AuditReceiver, port=0, **options)`.
 
 from __future__ import annotations
 
-import http.client
+import email.message
 import json
 import threading
 import time
@@ -49,8 +49,8 @@ class ReceivedRequest:
     """One POST request as the receiver read it."""
 
     path: str
-    headers: http.client.HTTPMessage
-    """Request headers; `get` ignores the case of the name."""
+    headers: email.message.Message
+    """Request headers (an `http.client.HTTPMessage`); `get` ignores the case of the name."""
     body: bytes
 
 
