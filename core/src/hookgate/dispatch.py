@@ -221,6 +221,15 @@ class Dispatcher:
             elif not lane.offer(event):
                 lane.record_drop(event, f"backlog full ({self._backlog} events)")
 
+    def submit_fields(self, fields: Mapping[str, Any],
+                      disabled: frozenset[str] = frozenset()) -> None:
+        """Build the event from `fields` (the keyword arguments of `CallEvent`) and submit it.
+
+        The same call as `submit` for a host whose dispatcher may run the plugins
+        elsewhere and skip building the model (the proxy's logger process).
+        """
+        self.submit(CallEvent(**fields), disabled)
+
     # Introspection
 
     @property
@@ -239,6 +248,10 @@ class Dispatcher:
             elif lane.failure:
                 groups["failure"].append(name)
         return groups
+
+    def health(self, name: str) -> Mapping[str, Any] | None:
+        """Return what plugin `name`'s `logger_health` reports (see `PluginRegistry.health`)."""
+        return self.registry.health(name)
 
     def stats(self) -> dict[str, PluginStats]:
         """Return a snapshot of every active plugin's counters, as copies that stay unchanged."""

@@ -497,6 +497,18 @@ class PluginRegistry:
         logger.info("plugin %s active (%s)", name, ", ".join(record.hooks))
         return record
 
+    def activate(self, name: str) -> PluginRecord:
+        """Mark loaded plugin `name` active without calling its `logger_setup` here.
+
+        For a host that sets the plugin up in another process (the proxy's logger
+        process) and keeps this registry for names, records and routes.
+        """
+        record = self._records[name]
+        if record.status is not PluginStatus.LOADED:
+            raise ValueError(f"plugin {name!r} is {record.status.value}, not loaded")
+        record.status = PluginStatus.ACTIVE
+        return record
+
     def health(self, name: str) -> Mapping[str, Any] | None:
         """Return what plugin `name`'s `logger_health` reports, or an error mapping."""
         call = self.hook_call(name, "logger_health")
