@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 
 from hookgate_proxy.testing import running_proxy
 
@@ -170,15 +171,23 @@ def sample(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
     return (name, frozenset(labels.items()))
 
 
+@pytest.mark.parametrize("logger_process", [False, True],
+                         ids=["loggers-in-proxy", "logger-process"])
 def test_five_loggers_honour_header(tmp_path: Path, langfuse_receiver: Any,
                                    datadog_intake: Any, otlp_receiver: Any,
-                                   parse_samples: Callable[[str], Any]) -> None:
+                                   parse_samples: Callable[[str], Any],
+                                   logger_process: bool) -> None:
     config = proxy_config(tmp_path, langfuse_receiver, datadog_intake, otlp_receiver)
+    # With a logger process, prometheus stays in the proxy (it serves /metrics) and
+    # the other four run there: the header must reach both places alike.
+    config["hookgate_settings"] = {"logger_process": logger_process}
     environment = proxy_environment(langfuse_receiver, datadog_intake)
 
     with running_proxy(config, env=environment, inherit_env=False) as proxy:
         listing = httpx.get(proxy.base_url + "/callbacks/list", timeout=10,
                             headers={"Authorization": f"Bearer {MASTER_KEY}"}).json()
+        status = httpx.get(proxy.base_url + "/callbacks/status", timeout=10,
+                           headers={"Authorization": f"Bearer {MASTER_KEY}"}).json()
         before = scrape(proxy.base_url, parse_samples)
 
         client = openai.OpenAI(api_key=MASTER_KEY, base_url=proxy.base_url, max_retries=0)
@@ -233,6 +242,11 @@ def test_five_loggers_honour_header(tmp_path: Path, langfuse_receiver: Any,
     assert exit_code == 0, logs
     assert listing == {"success": [], "failure": [], "success_and_failure": list(LOGGERS)}, (
         f"/callbacks/list: {listing}")
+    if logger_process:
+        assert status["logger_process"]["plugins"] == ["datadog", "jsonl", "langfuse", "otel"], (
+            f"/callbacks/status: {status.get('logger_process')}")
+    else:
+        assert "logger_process" not in status, f"/callbacks/status: {status['logger_process']}"
     assert len(tags) == len(sent), "two requests returned the same call id"
 
     for request in sent:

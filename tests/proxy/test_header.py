@@ -1,6 +1,7 @@
 """The `x-litellm-disable-callbacks` header and `/callbacks/list`, end to end.
 
-One proxy serves the module. Its callbacks cover each category: recorders in
+One proxy serves the module, twice: with the loggers in its own process, then in a
+logger process (`hookgate_settings.logger_process`). Its callbacks cover each category: recorders in
 `callbacks` (both lanes), in `success_callback` and `failure_callback` only, a
 plugin that implements only `log_success`, a required audit log, an in-house
 plugin registered from Python (`team_audit`) and one found by its entry point
@@ -52,10 +53,17 @@ def recorders(make_recorders: Any) -> Any:
                           entry_point_names=("recorder",))
 
 
-@pytest.fixture(scope="module")
-def proxy(upstream: FakeOpenAIServer, recorders: Any) -> Iterator[RunningProxy]:
+@pytest.fixture(scope="module", params=[False, True],
+                ids=["loggers-in-proxy", "logger-process"])
+def proxy(request: pytest.FixtureRequest, upstream: FakeOpenAIServer,
+          recorders: Any) -> Iterator[RunningProxy]:
+    """The module's proxy, once with the loggers in its process and once in a logger process.
+
+    Each header rule must hold either way. Both proxies share the recorder files;
+    the tests tell their events apart by call id.
+    """
     module_dir = recorders.directory / "modules"
-    module_dir.mkdir()
+    module_dir.mkdir(exist_ok=True)
     (module_dir / "success_hooks_only.py").write_text(textwrap.dedent(SUCCESS_ONLY_MODULE))
     config = recorders.config()
     config["hookgate_settings"]["plugins"]["only_success_hooks"] = (
@@ -74,6 +82,7 @@ def proxy(upstream: FakeOpenAIServer, recorders: Any) -> Iterator[RunningProxy]:
         },
         "general_settings": {"master_key": MASTER_KEY},
     })
+    config["hookgate_settings"]["logger_process"] = request.param
     env = recorders.env()
     env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(module_dir)])
     with running_proxy(config, env=env) as server:

@@ -31,6 +31,13 @@ from hookgate_proxy.calls import Receivers
 from hookgate_proxy.config import ConfigError, ProxyConfig
 from hookgate_proxy.errors import ProxyError, error_response
 from hookgate_proxy.handlers import chat_completions, embeddings
+from hookgate_proxy.logger_process import (
+    EventDispatcher,
+    LoggerProcess,
+    LoggerProcessError,
+    PluginSpec,
+    SplitDispatcher,
+)
 from hookgate_proxy.providers import Provider, ProviderMissing, build_providers, provider_class
 from hookgate_proxy.routing import ModelRouter
 
@@ -58,7 +65,8 @@ class HookgateState:
 
     config: ProxyConfig
     registry: PluginRegistry
-    dispatcher: Dispatcher
+    dispatcher: EventDispatcher
+    """hookgate-core's `Dispatcher`, or a `SplitDispatcher` with a logger process."""
     router: ModelRouter
     providers: dict[str, Provider]
     session: aiohttp.ClientSession
@@ -140,15 +148,32 @@ async def _start(app: FastAPI, config: ProxyConfig,
     for callback in config.callbacks:
         if callback.name in python_plugins:
             _register(registry, python_plugins[callback.name], callback.name)
-        await registry.setup(callback.name, callback.settings)
-
     lanes = {callback.name: LaneSettings(success=callback.success, failure=callback.failure,
                                          required=callback.required,
                                          log_content=callback.log_content)
              for callback in config.callbacks}
-    dispatcher = Dispatcher(registry, lanes, backlog=config.backlog,
-                            hook_timeout=config.hook_timeout)
-    await dispatcher.start()
+
+    elsewhere = []
+    for callback in config.callbacks:
+        # A plugin object handed to create_app cannot be re-created in another process.
+        portable = (callback.name not in python_plugins
+                    or callback.name in config.python_plugins)
+        if config.logger_process and portable and _can_run_elsewhere(registry, callback.name):
+            elsewhere.append(PluginSpec(
+                callback.name, callback.settings, callback.success, callback.failure,
+                callback.required, callback.log_content,
+                target=config.python_plugins.get(callback.name)))
+        else:
+            await registry.setup(callback.name, callback.settings)
+
+    local = {name: settings for name, settings in lanes.items()
+             if name not in {spec.name for spec in elsewhere}}
+    in_proxy = Dispatcher(registry, local, backlog=config.backlog,
+                          hook_timeout=config.hook_timeout)
+    await in_proxy.start()
+    dispatcher: EventDispatcher = in_proxy
+    if elsewhere:
+        dispatcher = await _start_logger_process(config, registry, in_proxy, elsewhere, lanes)
     for name in dispatcher.active:
         registry.add_routes(name, app)
 
@@ -180,6 +205,45 @@ async def _start(app: FastAPI, config: ProxyConfig,
                           receivers=Receivers.of(dispatcher))
     app.state.hookgate = state
     return state
+
+
+def _can_run_elsewhere(registry: PluginRegistry, name: str) -> bool:
+    """Return True if plugin `name` loads and serves no routes, so it may leave the proxy."""
+    record = registry.record(name)
+    if record is None or record.status is PluginStatus.INSTALLED:
+        record = registry.load(name)
+    return (record.status is PluginStatus.LOADED
+            and registry.hook_call(name, "logger_routes") is None)
+
+
+async def _start_logger_process(config: ProxyConfig, registry: PluginRegistry,
+                                local: Dispatcher, plugins: list[PluginSpec],
+                                lanes: Mapping[str, LaneSettings]) -> SplitDispatcher:
+    sys_path = [str(config.base_directory)] if config.base_directory is not None else []
+    process = LoggerProcess(plugins, backlog=config.backlog, hook_timeout=config.hook_timeout,
+                            shutdown_timeout=config.shutdown_timeout,
+                            cpus=config.logger_process_cpus, sys_path=sys_path)
+    try:
+        # Each plugin's logger_setup may take up to 30 s there, as it may here.
+        ready = await process.start(timeout=30.0 * len(plugins) + 15.0)
+    except LoggerProcessError as error:
+        await local.close(1.0)
+        message = f"{error}; set hookgate_settings.logger_process to false to run the loggers " \
+                  "in the proxy's process"
+        logger.critical(message)
+        raise StartupError(message) from None
+    dispatcher = SplitDispatcher(local, process, ready, lanes)
+    try:
+        for name, outcome in ready.records.items():
+            status = PluginStatus(outcome["status"])
+            if status is PluginStatus.ACTIVE:
+                registry.activate(name)
+            else:
+                registry.fail(name, f"in the logger process: {outcome['error']}", status=status)
+    except PluginLoadError:
+        await dispatcher.close(1.0)
+        raise
+    return dispatcher
 
 
 def _register(registry: PluginRegistry, plugin: object, name: str) -> None:
@@ -345,6 +409,9 @@ async def callback_status(request: Request) -> Response:
         if record.name in stats:
             entry["stats"] = stats[record.name].as_dict()
         if record.status is PluginStatus.ACTIVE:
-            entry["health"] = state.registry.health(record.name)
+            entry["health"] = state.dispatcher.health(record.name)
         plugins.append(entry)
-    return _json({"plugins": plugins, "categories": state.dispatcher.categories()})
+    payload: dict[str, Any] = {"plugins": plugins, "categories": state.dispatcher.categories()}
+    if isinstance(state.dispatcher, SplitDispatcher):
+        payload["logger_process"] = state.dispatcher.describe()
+    return _json(payload)

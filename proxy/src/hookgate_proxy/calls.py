@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from starlette.requests import Request
 
-from hookgate import CallEvent, Dispatcher, ErrorInfo, RequestMetadata, Usage
 from hookgate.dispatch import DisableResult
-from hookgate.events import freeze, new_call_id
+from hookgate.events import new_call_id
 from hookgate_proxy.errors import ProxyError
 from hookgate_proxy.header import DISABLE_HEADER, parse_disable_header
+from hookgate_proxy.logger_process import EventDispatcher
 from hookgate_proxy.providers.base import Deployment, ProviderError
 
 __all__ = ["Call", "Receivers"]
@@ -42,7 +42,7 @@ class Receivers:
     failure: frozenset[str]
 
     @classmethod
-    def of(cls, dispatcher: Dispatcher) -> Receivers:
+    def of(cls, dispatcher: EventDispatcher) -> Receivers:
         groups = dispatcher.categories()
         both = groups["success_and_failure"]
         return cls(frozenset(groups["success"] + both), frozenset(groups["failure"] + both))
@@ -62,7 +62,7 @@ class Call:
         "route", "start_time", "started", "stream", "upstream_seconds",
     )
 
-    def __init__(self, request: Request, dispatcher: Dispatcher, receivers: Receivers,
+    def __init__(self, request: Request, dispatcher: EventDispatcher, receivers: Receivers,
                  key_hash: str | None, call_type: CallType, started: float) -> None:
         self.request = request
         self.dispatcher = dispatcher
@@ -113,8 +113,8 @@ class Call:
         if not self.receivers.success - self.disable.disabled:
             return
         usage = response.get("usage") if response else None
-        event = self._event("success", response=response, usage=_usage(usage))
-        self.dispatcher.submit(event, self.disable.disabled)
+        fields = self._fields("success", response=response, usage=_usage(usage))
+        self.dispatcher.submit_fields(fields, self.disable.disabled)
 
     def fail(self, error: ProxyError | ProviderError | None, *, cancelled: bool = False,
              message: str | None = None, status_code: int | None = None,
@@ -130,25 +130,31 @@ class Call:
         if not self.receivers.failure - self.disable.disabled:
             return
         if error is not None:
-            info = ErrorInfo(
-                type=getattr(error, "kind", None) or type(error).__name__,
-                message=error.message,
-                status_code=error.status_code if status_code is None else status_code,
-                provider=getattr(error, "provider", None) if isinstance(error, ProviderError)
-                else None,
-                cancelled=cancelled,
-            )
+            info = {
+                "type": getattr(error, "kind", None) or type(error).__name__,
+                "message": error.message,
+                "status_code": error.status_code if status_code is None else status_code,
+                "provider": getattr(error, "provider", None)
+                if isinstance(error, ProviderError) else None,
+                "cancelled": cancelled,
+            }
         else:
-            info = ErrorInfo(type="ClientDisconnected", message=message or "client disconnected",
-                             status_code=status_code, cancelled=cancelled,
-                             provider=self.deployment.provider if self.deployment else None)
+            info = {"type": "ClientDisconnected", "message": message or "client disconnected",
+                    "status_code": status_code, "cancelled": cancelled,
+                    "provider": self.deployment.provider if self.deployment else None}
         usage = response.get("usage") if response else None
-        event = self._event("failure", response=response, error=info, usage=_usage(usage))
-        self.dispatcher.submit(event, self.disable.disabled)
+        fields = self._fields("failure", response=response, error=info, usage=_usage(usage))
+        self.dispatcher.submit_fields(fields, self.disable.disabled)
 
-    def _event(self, status: Literal["success", "failure"], *,
-               response: dict[str, Any] | None = None, error: ErrorInfo | None = None,
-               usage: Usage | None = None) -> CallEvent:
+    def _fields(self, status: Literal["success", "failure"], *,
+                response: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
+                usage: dict[str, int] | None = None) -> dict[str, Any]:
+        """Return the event as the keyword arguments of `CallEvent`, in plain values.
+
+        Plain values, not models: the dispatcher builds the `CallEvent` only if a
+        plugin in this process receives it, and encodes these values to JSON for a
+        logger process.
+        """
         end = datetime.now(timezone.utc)
         body = self.body
         content_key = "input" if self.call_type == "embedding" else "messages"
@@ -161,57 +167,57 @@ class Call:
                   if key not in ("model", content_key)}
         deployment = self.deployment
 
-        return CallEvent(
-            call_id=self.call_id,
-            call_type=self.call_type,
-            route=self.route,
-            model=self.model,
-            upstream_model=deployment.upstream_model if deployment else None,
-            provider=deployment.provider if deployment else None,
-            stream=self.stream,
-            status=status,
-            start_time=self.start_time,
-            end_time=end,
-            first_token_time=self.first_token_time,
-            latency_ms=(end - self.start_time).total_seconds() * 1000,
-            usage=usage,
-            messages=messages,
-            params=freeze(params),
-            response=freeze(response),
-            error=error,
-            metadata=self._metadata(),
-            disabled_callbacks=tuple(sorted(self.disable.disabled)),
-        )
+        return {
+            "call_id": self.call_id,
+            "call_type": self.call_type,
+            "route": self.route,
+            "model": self.model,
+            "upstream_model": deployment.upstream_model if deployment else None,
+            "provider": deployment.provider if deployment else None,
+            "stream": self.stream,
+            "status": status,
+            "start_time": self.start_time,
+            "end_time": end,
+            "first_token_time": self.first_token_time,
+            "latency_ms": (end - self.start_time).total_seconds() * 1000,
+            "usage": usage,
+            "messages": messages,
+            "params": params,
+            "response": response,
+            "error": error,
+            "metadata": self._metadata(),
+            "disabled_callbacks": sorted(self.disable.disabled),
+        }
 
-    def _metadata(self) -> RequestMetadata:
+    def _metadata(self) -> dict[str, Any]:
         headers = self.request.headers
         user = self.body.get("user")
         if not isinstance(user, str):
             user = headers.get("x-hookgate-user")
-        tags: tuple[str, ...] = ()
+        tags: list[str] = []
         metadata = self.body.get("metadata")
         if isinstance(metadata, dict) and isinstance(metadata.get("tags"), list):
-            tags = tuple(str(tag) for tag in metadata["tags"])
+            tags = [str(tag) for tag in metadata["tags"]]
         client = self.request.client
-        return RequestMetadata(
-            key_hash=self.key_hash,
-            user=user,
-            tags=tags,
-            trace_id=_trace_id(headers.get("traceparent")) or headers.get("x-hookgate-trace-id"),
-            client_ip=client.host if client else None,
-            user_agent=headers.get("user-agent"),
-        )
+        return {
+            "key_hash": self.key_hash,
+            "user": user,
+            "tags": tags,
+            "trace_id": _trace_id(headers.get("traceparent")) or headers.get("x-hookgate-trace-id"),
+            "client_ip": client.host if client else None,
+            "user_agent": headers.get("user-agent"),
+        }
 
 
-def _usage(usage: Any) -> Usage | None:
+def _usage(usage: Any) -> dict[str, int] | None:
     if not isinstance(usage, dict):
         return None
     prompt = usage.get("prompt_tokens") or 0
     completion = usage.get("completion_tokens") or 0
     total = usage.get("total_tokens") or prompt + completion
     try:
-        return Usage(prompt_tokens=int(prompt), completion_tokens=int(completion),
-                     total_tokens=int(total))
+        return {"prompt_tokens": int(prompt), "completion_tokens": int(completion),
+                "total_tokens": int(total)}
     except (TypeError, ValueError):
         return None
 

@@ -159,6 +159,24 @@ class HookgateSettings(_Strict):
     """Seconds one log hook call may take before it counts as failed."""
     shutdown_timeout: float = Field(default=10.0, gt=0)
     """Seconds at shutdown to deliver queued events and flush every plugin."""
+    logger_process: bool = False
+    """Run the loggers in a separate process, fed by the proxy (see docs/config.md)."""
+    logger_process_cpus: tuple[int, ...] = ()
+    """CPUs the logger process may run on (Linux); empty: wherever the proxy may."""
+
+    @field_validator("logger_process_cpus")
+    @classmethod
+    def _check_cpus(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if value and not hasattr(os, "sched_setaffinity"):
+            raise ValueError("pinning the logger process to CPUs needs Linux; remove "
+                             "logger_process_cpus")
+        # The proxy itself may be pinned to other CPUs, so check against the machine's.
+        count = os.cpu_count() or 1
+        unknown = sorted(cpu for cpu in value if not 0 <= cpu < count)
+        if unknown:
+            raise ValueError(f"no CPU {', '.join(map(str, unknown))} on this machine "
+                             f"(CPUs 0 to {count - 1})")
+        return value
 
     @field_validator("plugins")
     @classmethod
@@ -205,6 +223,9 @@ class ProxyConfig:
     backlog: int = 10_000
     hook_timeout: float = 30.0
     shutdown_timeout: float = 10.0
+    logger_process: bool = False
+    """Run the loggers that serve no routes in a separate process."""
+    logger_process_cpus: tuple[int, ...] = ()
     ignored_keys: tuple[str, ...] = ()
     """Key paths present in the file that hookgate does not support."""
     source: str = "embedded default"
@@ -282,6 +303,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<dict>",
         backlog=settings.backlog,
         hook_timeout=settings.hook_timeout,
         shutdown_timeout=settings.shutdown_timeout,
+        logger_process=settings.logger_process,
+        logger_process_cpus=settings.logger_process_cpus,
         ignored_keys=tuple(_ignored_keys(resolved)),
         source=source,
         base_directory=base_directory,
