@@ -35,6 +35,8 @@ STREAM_MODEL = "bench-stream"
 
 SERVER_CPUS: set[int] | None = None
 """CPUs that single-worker servers are pinned to, or None. `run.py` sets it unless --no-pin."""
+LOAD_SIDE_CPUS: set[int] | None = None
+"""CPUs of the mock, the receivers and the load drivers, or None when nothing is pinned."""
 
 LITELLM_VERSION = "1.100.5"
 LITELLM_REQUIREMENT = f"litellm[proxy]=={LITELLM_VERSION}"
@@ -179,13 +181,19 @@ def hookgate_available() -> str | None:
 
 
 def start_hookgate(mock: MockProvider, name: str, callbacks: dict[str, dict[str, Any]],
-                   workers: int = 1, env: dict[str, str] | None = None) -> Server:
-    """Start `hookgate serve` with the shared config plus the given callbacks and settings."""
+                   workers: int = 1, env: dict[str, str] | None = None,
+                   settings: dict[str, Any] | None = None) -> Server:
+    """Start `hookgate serve` with the shared config plus the given callbacks and settings.
+
+    `settings` becomes the config's `hookgate_settings`.
+    """
     workdir = Path(tempfile.mkdtemp(prefix=f"hookgate-bench-{name}-"))
     config = base_config(mock)
     if callbacks:
         config["litellm_settings"] = {"callbacks": list(callbacks)}
         config["callback_settings"] = {key: value for key, value in callbacks.items() if value}
+    if settings:
+        config["hookgate_settings"] = settings
     path = _write_config(workdir, config)
     port = free_port()
     command = [sys.executable, "-m", "hookgate_proxy", "serve", "--config", str(path),
@@ -194,6 +202,10 @@ def start_hookgate(mock: MockProvider, name: str, callbacks: dict[str, dict[str,
         command += ["--workers", str(workers)]
     description = (f"hookgate serve, {workers} worker{'s' if workers != 1 else ''}, "
                    f"callbacks: {', '.join(callbacks) or 'none'}")
+    if settings and settings.get("logger_process"):
+        cpus = settings.get("logger_process_cpus")
+        description += (", loggers in a logger process" +
+                        (f" on CPU {cpus}" if cpus else ""))
     return _launch(name, command, workdir, port, description, env=env,
                    ready_path="/health/readiness", pin=workers == 1)
 

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,8 @@ class Scenario:
     """Loggers that must receive every successful request."""
     note: str = ""
     jsonl_path: Path | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The server's `hookgate_settings`."""
 
 
 def unavailable() -> str | None:
@@ -92,6 +94,19 @@ def scenarios(bench: Bench, prefix: str = "") -> list[Scenario]:
     callbacks, path = _callbacks(bench, server, langfuse, otel)
     found.append(Scenario(server, "hookgate, 3 loggers", callbacks, LOGGERS,
                           "; jsonl file, langfuse and otel loopback receivers", path))
+
+    # The same loggers in hookgate's logger process, which runs on the load side's
+    # CPUs when the harness pins: the server keeps CPU 0 to itself.
+    server = prefix + "hookgate-3-process"
+    langfuse = bench._start_receiver(f"{server}-langfuse", "langfuse")
+    otel = bench._start_receiver(f"{server}-otel", "otlp")
+    callbacks, path = _callbacks(bench, server, langfuse, otel)
+    settings: dict[str, Any] = {"logger_process": True}
+    if contenders.LOAD_SIDE_CPUS:
+        settings["logger_process_cpus"] = sorted(contenders.LOAD_SIDE_CPUS)
+    found.append(Scenario(server, "hookgate, 3 loggers in a logger process", callbacks,
+                          LOGGERS, "; jsonl file, langfuse and otel loopback receivers",
+                          path, settings))
 
     # A port that was free a moment ago and that nothing listens on: connection refused.
     server = prefix + "hookgate-langfuse-down"

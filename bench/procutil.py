@@ -105,6 +105,12 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / CLOCK_TICKS
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """Return user plus system CPU seconds of `pid` alone (all its threads)."""
+    fields = _stat_fields(pid)
+    return 0.0 if fields is None else sum(int(value) for value in fields[11:13]) / CLOCK_TICKS
+
+
 def tree_rss_bytes(pid: int) -> int:
     """Return the summed resident set size of `pid` and its live descendants."""
     total = 0
@@ -123,6 +129,8 @@ class Usage:
     peak_rss_bytes: int
     rss_samples: list[tuple[float, int]]
     """(seconds since the start, RSS bytes) pairs."""
+    main_cpu_seconds: float
+    """CPU seconds of the top process alone, without its descendants."""
 
 
 class UsageMonitor:
@@ -135,10 +143,12 @@ class UsageMonitor:
         self._samples: list[tuple[float, int]] = []
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._start_cpu = 0.0
+        self._start_main_cpu = 0.0
         self._start_time = 0.0
 
     def __enter__(self) -> UsageMonitor:
         self._start_cpu = tree_cpu_seconds(self.pid)
+        self._start_main_cpu = process_cpu_seconds(self.pid)
         self._start_time = time.monotonic()
         self._thread.start()
         return self
@@ -148,7 +158,8 @@ class UsageMonitor:
         self._thread.join()
         self.usage = Usage(tree_cpu_seconds(self.pid) - self._start_cpu,
                            max((rss for _, rss in self._samples), default=0),
-                           self._samples)
+                           self._samples,
+                           process_cpu_seconds(self.pid) - self._start_main_cpu)
 
     def _sample(self) -> None:
         while True:

@@ -191,7 +191,7 @@ class Bench:
         self.logging_scenarios = {scenario.server: scenario for scenario in scenarios}
         for scenario in scenarios:
             self._add_server(scenario.server, lambda scenario=scenario: contenders.start_hookgate(
-                self.mock, scenario.server, scenario.callbacks))
+                self.mock, scenario.server, scenario.callbacks, settings=scenario.settings))
             if scenario.server not in self.servers:
                 continue
             self.servers[scenario.server].description += scenario.note
@@ -242,6 +242,8 @@ class Bench:
                   "cpu_seconds": usage.cpu_seconds,
                   "cpu_s_per_1k": (usage.cpu_seconds / result.requests * 1000
                                    if result.requests else None),
+                  "main_cpu_s_per_1k": (usage.main_cpu_seconds / result.requests * 1000
+                                        if result.requests else None),
                   "peak_rss_mb": usage.peak_rss_bytes / 2**20}
         logger.info("%-22s %s: %7.0f req/s  p50 %7.2f ms  p99 %7.2f ms  errors %d",
                     target.name, ", ".join(f"{k}={v}" for k, v in extra.items()),
@@ -366,6 +368,9 @@ class Bench:
             return
         group = [Target("hookgate", "hookgate, no loggers", "hookgate"),
                  Target(scenario.server, scenario.label, scenario.server)]
+        process = self.logging_scenarios.get("hookgate-3-process")
+        if process is not None and process.server in self.servers:
+            group.append(Target(process.server, process.label, process.server))
         started = []
         for name, settings in scenario.callbacks.items():
             key = f"hookgate-only-{name}"
@@ -465,6 +470,7 @@ def pin_cpus(enabled: bool) -> dict[str, list[int]] | None:
     server, load_side = {cpus[0]}, set(cpus[1:])
     os.sched_setaffinity(0, load_side)
     contenders.SERVER_CPUS = server
+    contenders.LOAD_SIDE_CPUS = load_side
     return {"servers": sorted(server), "load_side": sorted(load_side)}
 
 
