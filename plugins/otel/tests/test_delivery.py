@@ -37,6 +37,18 @@ def test_content_type_protobuf(hookgate_harness: DispatchHarness, receiver: Any,
     assert request.status == 200
 
 
+@pytest.mark.parametrize("compression", ["gzip", "deflate"])
+def test_compression_setting(hookgate_harness: DispatchHarness, receiver: Any,
+                             make_event: Callable[..., CallEvent], compression: str) -> None:
+    hookgate_harness.add(OtelLogger(), "otel", fast_settings(receiver, compression=compression))
+    event = make_event()
+    hookgate_harness.send(event)
+
+    span = receiver.wait_for_spans(1)[0]
+    assert receiver.requests[0].headers["content-encoding"] == compression
+    assert span.trace_id == event.call_id
+
+
 def test_retry_429_then_success(hookgate_harness: DispatchHarness, receiver: Any,
                                 make_event: Callable[..., CallEvent]) -> None:
     receiver.responses.append((429, {"Retry-After": "0"}))
@@ -258,25 +270,74 @@ def test_slow_backend_keeps_dispatch_moving(hookgate_harness: DispatchHarness, r
     assert health["queued"] <= 20
 
 
-def test_export_exception_counted() -> None:
-    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+def test_retries_end_at_timeout(hookgate_harness: DispatchHarness, receiver: Any,
+                                make_event: Callable[..., CallEvent]) -> None:
+    # The first backoff (1 s, 20 % jitter) does not fit in what is left of 1 s.
+    for _ in range(10):
+        receiver.responses.append((503, {}))
+    logger = OtelLogger()
+    hookgate_harness.add(logger, "otel", fast_settings(receiver, timeout=1))
+    started = time.monotonic()
+    hookgate_harness.send(make_event())
 
-    from hookgate_otel.export import Backlog, DeliveryStats, SplittingExporter, StatusSession
+    wait_until(lambda: logger.logger_health()["failed"] == 1)
+    health = logger.logger_health()
+    assert time.monotonic() - started < 3
+    assert 1 <= len(receiver.requests) <= 2
+    assert health["last_status"] == 503
+    assert health["failed_requests"] == 1
+    assert health["backend"] == "rejecting"
 
-    class RaisingExporter(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            raise RuntimeError("encoder bug")
 
-    backlog = Backlog(10)
-    assert backlog.try_acquire()
-    assert backlog.try_acquire()
-    stats = DeliveryStats()
-    exporter = SplittingExporter(RaisingExporter(), StatusSession(), backlog, stats,
-                                 plugin_name="otel", endpoint="http://127.0.0.1:1/v1/traces")
+def test_retries_at_most_six(hookgate_harness: DispatchHarness, receiver: Any,
+                             make_event: Callable[..., CallEvent]) -> None:
+    for _ in range(8):
+        receiver.responses.append((503, {"Retry-After": "0"}))
+    logger = OtelLogger()
+    hookgate_harness.add(logger, "otel", fast_settings(receiver))
+    hookgate_harness.send(make_event())
 
-    result = exporter.export([object(), object()])  # type: ignore[list-item]
+    wait_until(lambda: logger.logger_health()["failed"] == 1)
+    assert [request.status for request in receiver.requests] == [503] * 6
+    assert receiver.spans == []
 
-    assert result is SpanExportResult.FAILURE
-    assert stats.failed == 2
-    assert stats.last_error == "export raised RuntimeError: encoder bug"
-    assert backlog.pending == 0
+
+def test_export_exception_counted(hookgate_harness: DispatchHarness, receiver: Any,
+                                  make_event: Callable[..., CallEvent],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from hookgate_otel.encoding import SpanEncoder
+
+    def broken_encoder(self: SpanEncoder, span_entries: Any) -> bytes:
+        raise RuntimeError("encoder bug")
+
+    monkeypatch.setattr(SpanEncoder, "encode_request", broken_encoder)
+    logger = OtelLogger()
+    hookgate_harness.add(logger, "otel", fast_settings(receiver))
+    hookgate_harness.send(make_event())
+    hookgate_harness.send(make_event())
+
+    wait_until(lambda: logger.logger_health()["failed"] == 2)
+    health = logger.logger_health()
+    assert health["queued"] == 0
+    assert health["last_error"] == "RuntimeError: encoder bug"
+    assert receiver.requests == []
+
+
+def test_unreachable_error_hides_query(hookgate_harness: DispatchHarness, receiver: Any,
+                                       make_event: Callable[..., CallEvent],
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    receiver.stop()
+    logger = OtelLogger()
+    endpoint = f"{receiver.endpoint}/v1/traces?token=s3cret-query"
+    hookgate_harness.add(logger, "otel", {"traces_endpoint": endpoint, "schedule_delay": 0.05,
+                                          "timeout": 0.5})
+    with caplog.at_level(logging.DEBUG):
+        hookgate_harness.send(make_event())
+        wait_until(lambda: logger.logger_health()["failed"] == 1)
+
+    health = logger.logger_health()
+    assert health["backend"] == "unreachable"
+    assert health["last_status"] is None
+    assert f"{receiver.endpoint}/v1/traces could not be reached" in health["last_error"]
+    assert "s3cret-query" not in repr(health)
+    assert "s3cret-query" not in caplog.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hookgate_otel.settings import parse_settings, redact_url
+from hookgate_otel.settings import export_options, parse_settings, redact_url
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
@@ -81,3 +81,83 @@ def test_invalid_endpoint_hides_credentials() -> None:
 def test_redact_url_strips_userinfo_and_query() -> None:
     assert redact_url("https://user:pw@host:4318/v1/traces?key=k#f") == \
         "https://host:4318/v1/traces"
+
+
+EXPORT_VARIABLES = tuple(f"OTEL_EXPORTER_OTLP_{scope}{suffix}" for scope in ("", "TRACES_")
+                         for suffix in ("HEADERS", "TIMEOUT", "COMPRESSION", "CERTIFICATE",
+                                        "CLIENT_CERTIFICATE", "CLIENT_KEY"))
+
+
+@pytest.fixture
+def clean_export_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for variable in EXPORT_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    return monkeypatch
+
+
+def test_export_defaults(clean_export_environment: pytest.MonkeyPatch) -> None:
+    options = export_options(parse_settings("otel", {}), "hookgate-otel/test")
+
+    assert options.headers == {"content-type": "application/x-protobuf",
+                               "user-agent": "hookgate-otel/test"}
+    assert options.timeout == 10.0
+    assert options.compression == "none"
+    assert options.verify is True
+    assert options.client_certificate is None
+
+
+def test_export_headers_precedence(clean_export_environment: pytest.MonkeyPatch) -> None:
+    clean_export_environment.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-shared=base")
+    clean_export_environment.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                                    "Authorization=Bearer%20env,x-env=1")
+    parsed = parse_settings("otel", {"headers": {"X-Env": "config"}})
+
+    headers = export_options(parsed, "ua").headers
+
+    # The traces variable replaces the general one, as in the OpenTelemetry exporter.
+    assert "x-shared" not in headers
+    assert headers["authorization"] == "Bearer env"
+    assert headers["x-env"] == "config"
+
+
+@pytest.mark.parametrize(("environment", "settings", "expected"), [
+    ({"OTEL_EXPORTER_OTLP_TIMEOUT": "2.5"}, {}, 2.5),
+    ({"OTEL_EXPORTER_OTLP_TIMEOUT": "2", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "3"}, {}, 3.0),
+    ({"OTEL_EXPORTER_OTLP_TIMEOUT": "2"}, {"timeout": 7}, 7.0),
+    ({"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}, {}, 10.0),
+    ({"OTEL_EXPORTER_OTLP_TIMEOUT": "-1"}, {}, 10.0),
+])
+def test_export_timeout(clean_export_environment: pytest.MonkeyPatch,
+                        environment: dict[str, str], settings: dict[str, object],
+                        expected: float) -> None:
+    for variable, value in environment.items():
+        clean_export_environment.setenv(variable, value)
+
+    assert export_options(parse_settings("otel", settings), "ua").timeout == expected
+
+
+@pytest.mark.parametrize(("environment", "settings", "expected"), [
+    ({"OTEL_EXPORTER_OTLP_COMPRESSION": "GZIP"}, {}, "gzip"),
+    ({"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "deflate"}, {}, "deflate"),
+    ({"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"}, {"compression": "none"}, "none"),
+    ({"OTEL_EXPORTER_OTLP_COMPRESSION": "brotli"}, {}, "none"),
+])
+def test_export_compression(clean_export_environment: pytest.MonkeyPatch,
+                            environment: dict[str, str], settings: dict[str, object],
+                            expected: str) -> None:
+    for variable, value in environment.items():
+        clean_export_environment.setenv(variable, value)
+
+    assert export_options(parse_settings("otel", settings), "ua").compression == expected
+
+
+def test_export_tls_files(clean_export_environment: pytest.MonkeyPatch) -> None:
+    clean_export_environment.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem")
+    clean_export_environment.setenv("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                                    "/etc/client.pem")
+    clean_export_environment.setenv("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/client.key")
+
+    options = export_options(parse_settings("otel", {}), "ua")
+
+    assert options.verify == "/etc/ca.pem"
+    assert options.client_certificate == ("/etc/client.pem", "/etc/client.key")

@@ -171,11 +171,60 @@ def test_environment_configures_export(hookgate_harness: DispatchHarness, receiv
     assert receiver.requests[0].headers["content-encoding"] == "gzip"
 
 
-def test_provider_not_global(hookgate_harness: DispatchHarness, receiver: Any) -> None:
+def test_global_provider_untouched(hookgate_harness: DispatchHarness, receiver: Any,
+                                   make_event: Callable[..., CallEvent]) -> None:
+    before = trace.get_tracer_provider()
+    hookgate_harness.add(OtelLogger(), "otel", fast_settings(receiver))
+    hookgate_harness.send(make_event())
+    receiver.wait_for_spans(1)
+
+    assert trace.get_tracer_provider() is before
+
+
+def test_span_ids_unique(hookgate_harness: DispatchHarness, receiver: Any,
+                         make_event: Callable[..., CallEvent]) -> None:
+    hookgate_harness.add(OtelLogger(), "otel", fast_settings(receiver))
+    for _ in range(5):
+        hookgate_harness.send(make_event())
+
+    span_ids = [span.span_id for span in receiver.wait_for_spans(5)]
+    assert len(set(span_ids)) == 5
+    assert all(len(span_id) == 16 for span_id in span_ids)
+    assert "0" * 16 not in span_ids
+
+
+def test_invalid_call_id_random_trace(hookgate_harness: DispatchHarness, receiver: Any,
+                                      make_event: Callable[..., CallEvent]) -> None:
+    hookgate_harness.add(OtelLogger(), "otel", fast_settings(receiver))
+    hookgate_harness.send(make_event(call_id="not-a-w3c-trace-id"))
+    hookgate_harness.send(make_event(call_id="0" * 32))
+    hookgate_harness.send(make_event(call_id="ab cd ef 01 23 45 67 89 ab cd ef"))
+
+    trace_ids = [span.trace_id for span in receiver.wait_for_spans(3)]
+    assert all(len(trace_id) == 32 for trace_id in trace_ids)
+    assert "0" * 32 not in trace_ids
+    assert [span.attributes["hookgate.call_id"] for span in receiver.spans] == \
+        ["not-a-w3c-trace-id", "0" * 32, "ab cd ef 01 23 45 67 89 ab cd ef"]
+
+
+def test_health_fields(hookgate_harness: DispatchHarness, receiver: Any,
+                       make_event: Callable[..., CallEvent]) -> None:
     logger = OtelLogger()
     hookgate_harness.add(logger, "otel", fast_settings(receiver))
+    hookgate_harness.send(make_event())
+    receiver.wait_for_spans(1)
+    hookgate_harness.close()
 
-    assert trace.get_tracer_provider() is not logger._provider
+    health = logger.logger_health()
+    assert set(health) == {"accepted", "exported", "failed", "too_large", "dropped",
+                           "failed_requests", "last_status", "last_error", "last_error_time",
+                           "last_success_time", "queued", "endpoint", "backend"}
+    assert health["accepted"] == 1
+    assert health["exported"] == 1
+    assert health["queued"] == 0
+    assert health["last_status"] == 200
+    assert health["backend"] == "ok"
+    assert health["endpoint"] == f"{receiver.endpoint}/v1/traces"
 
 
 def test_entry_point_loads(hookgate_harness: DispatchHarness, receiver: Any) -> None:

@@ -1,248 +1,164 @@
-"""The export path: the SDK's OTLP/HTTP exporter, wrapped to count, split and report.
+"""The export path: POST each batch of encoded spans to the OTLP/HTTP endpoint.
 
-What opentelemetry-exporter-otlp-proto-http 1.45.2 does by itself (read in its
-`opentelemetry.exporter.otlp.common.http` module and checked by this package's tests):
+hookgate-core's `BatchSender` batches the spans, bounds the batch size in spans and
+bytes, splits a batch rejected with 413, and flushes within the shutdown deadline.
+It calls `OtlpHttpClient.send` for each batch with one attempt allowed, because the
+retries follow the rules of the OTLP/HTTP exporter instead (as in
+opentelemetry-exporter-otlp-proto-http 1.45.2, whose behaviour the README documents):
 
 - 429, 502, 503 and 504 and connection errors are retried with exponential backoff
-  (1, 2, 4, ... s, 20 % jitter, or the server's Retry-After), at most 6 attempts, all
-  within the export timeout (10 s unless configured). Then the batch is lost.
-- Every other status, 500, 401, 403 and 413 included, fails the batch at once with
-  no retry. 500 is not retried because the OTLP specification does not list it as
+  (1, 2, 4, ... s with 20 % jitter, or the server's Retry-After), at most 6 attempts,
+  all within the export timeout. A failed connection is tried again at once within
+  the same attempt, because it is usually a stale pooled connection.
+- Every other status, 500, 401, 403 and 413 included, is returned at once with no
+  retry. 500 is not retried because the OTLP specification does not list it as
   retryable.
-- It never splits a batch.
-
-The wrapper adds what a logger needs on top. It reads the HTTP status of each
-attempt through a `requests.Session` of its own (a public parameter of the
-exporter). It splits a batch rejected with 413 in halves until each part is
-accepted, and drops and counts a single span still rejected. It does the same for a
-batch the exporter does not send because it exceeds `max_request_size`. It also
-keeps the counters and the last error that `logger_health` reports.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
+import random
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+import zlib
+from collections.abc import Callable, Sequence
 
 import requests
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-__all__ = ["Backlog", "DeliveryStats", "SplittingExporter", "StatusSession"]
+from hookgate.batching import SendResult, parse_retry_after
+from hookgate.ratelimit import RateLimitedLog
+from hookgate_otel.settings import ExportOptions
+
+__all__ = ["OtlpHttpClient"]
 
 logger = logging.getLogger(__name__)
 
-ERROR_LOG_INTERVAL = 30.0
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 CREDENTIAL_STATUSES = frozenset({401, 403})
-TOO_LARGE_STATUS = 413
+MAX_ATTEMPTS = 6
+JITTER = 0.2
+RETRY_LOG_INTERVAL = 30.0
+
+# The requests exceptions that the OpenTelemetry exporter treats as connection errors.
+CONNECTION_ERRORS = (requests.ConnectionError, requests.Timeout)
+
+_COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "deflate": zlib.compress,
+}
 
 
-class StatusSession(requests.Session):
-    """A requests session that remembers the outcome of the last request in each thread.
+class OtlpHttpClient:
+    """Sends encoded OTLP requests over HTTP with the OTLP exporter's retry rules.
 
-    The SDK exporter reports only success or failure. The status distinguishes a 413
-    (split the batch) from a 401 (report the credentials) and a refused connection.
+    `send` is the send function of a `BatchSender`: `encode` joins the batch's span
+    entries into one `ExportTraceServiceRequest`. Only the sender's thread calls
+    `send`, so the counters need no lock: other threads only read them.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._outcome = threading.local()
-
-    def request(self, method: str | bytes, url: str | bytes, *args: Any,
-                **kwargs: Any) -> requests.Response:
-        self._outcome.status = None
-        self._outcome.error = None
-        try:
-            response = super().request(method, url, *args, **kwargs)
-        except requests.RequestException as error:
-            self._outcome.error = type(error).__name__
-            raise
-        self._outcome.status = response.status_code
-        return response
-
-    def reset(self) -> None:
-        self._outcome.status = None
-        self._outcome.error = None
-
-    @property
-    def last_status(self) -> int | None:
-        return getattr(self._outcome, "status", None)
-
-    @property
-    def last_error(self) -> str | None:
-        return getattr(self._outcome, "error", None)
-
-
-@dataclass
-class DeliveryStats:
-    """Counters of one otel logger, in spans unless the name says requests."""
-
-    accepted: int = 0
-    """Spans taken into the backlog."""
-    exported: int = 0
-    """Spans the backend acknowledged with a 2xx status."""
-    failed: int = 0
-    """Spans lost because the backend rejected them or could not be reached."""
-    too_large: int = 0
-    """Single spans rejected as too large (413, or over max_request_bytes) even when sent
-    alone. They are also counted in `failed`."""
-    dropped: int = 0
-    """Spans never queued because the backlog was full or the logger was shut down."""
-    failed_requests: int = 0
-    """Export calls that failed, each after the exporter's own retries."""
-    last_status: int | None = None
-    """HTTP status of the last export attempt, or None if no response arrived."""
-    last_error: str | None = None
-    last_error_time: float | None = None
-    """Unix time of the last failed export."""
-    last_success_time: float | None = None
-    """Unix time of the last export the backend acknowledged."""
-
-
-class Backlog:
-    """Counts spans from their creation until their export finished, with a maximum.
-
-    The BatchSpanProcessor has a bounded queue too, but it evicts the oldest span
-    without telling the caller. Checking this count before a span is made keeps the
-    processor's queue below its own limit, so every loss is counted here instead.
-    """
-
-    def __init__(self, maximum: int) -> None:
-        self.maximum = maximum
-        self._pending = 0
-        self._lock = threading.Lock()
-
-    def try_acquire(self) -> bool:
-        with self._lock:
-            if self._pending >= self.maximum:
-                return False
-            self._pending += 1
-            return True
-
-    def release(self, count: int) -> None:
-        with self._lock:
-            self._pending = max(0, self._pending - count)
-
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return self._pending
-
-
-class SplittingExporter(SpanExporter):
-    """Wraps an OTLP span exporter: splits on 413, counts outcomes, frees backlog slots."""
-
-    def __init__(self, inner: SpanExporter, session: StatusSession, backlog: Backlog,
-                 stats: DeliveryStats, *, plugin_name: str, endpoint: str) -> None:
-        self._inner = inner
-        self._session = session
-        self._backlog = backlog
-        self._stats = stats
-        self._lock = threading.Lock()
-        self._shut_down = False
+    def __init__(self, endpoint: str, options: ExportOptions,
+                 encode: Callable[[Sequence[bytes]], bytes], *, plugin_name: str,
+                 shown_endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.timeout = options.timeout
+        self.failed_requests = 0
+        """Export calls that failed, each after its retries."""
+        self.last_status: int | None = None
+        """HTTP status of the last attempt, or None if no response arrived."""
+        self._encode = encode
+        self._compress = _COMPRESSORS.get(options.compression)
+        self._headers = dict(options.headers)
+        if self._compress is not None and "content-encoding" not in self._headers:
+            self._headers["content-encoding"] = options.compression
+        self._session = requests.Session()
+        self._session.verify = options.verify
+        if options.client_certificate is not None:
+            self._session.cert = options.client_certificate
         self._plugin_name = plugin_name
-        self._endpoint = endpoint
-        self._next_log: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._shown_endpoint = shown_endpoint
+        self._stopping = threading.Event()
+        self._retry_log = RateLimitedLog(logger, logging.WARNING, RETRY_LOG_INTERVAL)
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            return self._send(list(spans))
-        except Exception as error:
-            # The SDK would only log it, and the spans would be lost without a count.
-            with self._lock:
-                self._stats.failed += len(spans)
-                self._stats.failed_requests += 1
-                self._stats.last_error = f"export raised {type(error).__name__}: {error}"
-                self._stats.last_error_time = time.time()
-            logger.exception("plugin %s: export of %d spans raised", self._plugin_name,
-                             len(spans))
-            return SpanExportResult.FAILURE
-        finally:
-            self._backlog.release(len(spans))
+    def send(self, entries: Sequence[bytes], timeout: float) -> SendResult:
+        """POST one batch, retrying within `timeout` seconds; return the final status.
+
+        Raises `ConnectionError` (an `OSError`) if the last attempt could not reach
+        the endpoint. Its message names the exception type and the endpoint without
+        user info or query, because the requests message can contain the whole URL.
+        """
+        body = self._encode(entries)
+        if self._compress is not None:
+            body = self._compress(body)
+        deadline = time.monotonic() + min(timeout, self.timeout)
+
+        for attempt in range(MAX_ATTEMPTS):
+            backoff = 2 ** attempt * random.uniform(1 - JITTER, 1 + JITTER)
+            try:
+                response = self._post(body, deadline)
+            except requests.RequestException as error:
+                self.last_status = None
+                error_type = type(error).__name__
+                if isinstance(error, CONNECTION_ERRORS) and self._wait_for_retry(
+                        attempt, backoff, deadline, error_type, len(entries)):
+                    continue
+                self.failed_requests += 1
+                raise ConnectionError(f"{error_type}: {self._shown_endpoint} could not be "
+                                      f"reached ({attempt + 1} attempts within the export "
+                                      "timeout)") from None
+
+            status = response.status_code
+            self.last_status = status
+            if 200 <= status < 300:
+                return SendResult(status)
+            if status in RETRYABLE_STATUSES:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if retry_after is not None:
+                    backoff = retry_after
+                if self._wait_for_retry(attempt, backoff, deadline, f"HTTP {status}",
+                                        len(entries)):
+                    continue
+            self.failed_requests += 1
+            return SendResult(status, detail=self._detail(status, attempt + 1))
+
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def shutdown(self) -> None:
-        with self._lock:
-            if self._shut_down:
-                return
-            self._shut_down = True
-        self._inner.shutdown()
+        """End any wait between retries at once and close the connections."""
+        self._stopping.set()
+        self._session.close()
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
+    def _post(self, body: bytes, deadline: float) -> requests.Response:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise requests.Timeout(f"the export timeout of {self.timeout} s has passed")
+        try:
+            return self._session.post(self.endpoint, data=body, headers=self._headers,
+                                      timeout=remaining)
+        except CONNECTION_ERRORS:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+        return self._session.post(self.endpoint, data=body, headers=self._headers,
+                                  timeout=remaining)
 
-    def _send(self, spans: list[ReadableSpan]) -> SpanExportResult:
-        self._session.reset()
-        result = self._inner.export(spans)
-        status = self._session.last_status
+    def _wait_for_retry(self, attempt: int, backoff: float, deadline: float, outcome: str,
+                        spans: int) -> bool:
+        """Wait `backoff` seconds before the next attempt; False if none may follow."""
+        if (attempt + 1 >= MAX_ATTEMPTS or backoff > deadline - time.monotonic()
+                or self._stopping.is_set()):
+            return False
+        self._retry_log.log("plugin %s: %s from %s; retrying %d spans in %.2f s (attempt %d "
+                            "of %d)", self._plugin_name, outcome, self._shown_endpoint, spans,
+                            backoff, attempt + 2, MAX_ATTEMPTS)
+        return not self._stopping.wait(backoff)
 
-        if result is SpanExportResult.SUCCESS:
-            with self._lock:
-                self._stats.exported += len(spans)
-                self._stats.last_status = status
-                self._stats.last_success_time = time.time()
-            return result
-
-        # The exporter drops a batch larger than its max_request_size without sending
-        # it. No status and no transport error means that, or an encoding error.
-        not_sent = status is None and self._session.last_error is None and not self._shut_down
-        if len(spans) > 1 and (status == TOO_LARGE_STATUS or not_sent):
-            # Each half is a new request. The backend stored none of the rejected batch,
-            # so splitting sends no span twice.
-            middle = len(spans) // 2
-            first = self._send(spans[:middle])
-            second = self._send(spans[middle:])
-            if first is SpanExportResult.SUCCESS and second is SpanExportResult.SUCCESS:
-                return SpanExportResult.SUCCESS
-            return SpanExportResult.FAILURE
-
-        self._record_failure(spans, status, self._session.last_error, not_sent)
-        return result
-
-    def _record_failure(self, spans: list[ReadableSpan], status: int | None,
-                        error: str | None, not_sent: bool) -> None:
-        too_large = status == TOO_LARGE_STATUS or not_sent
-        if status == TOO_LARGE_STATUS:
-            reason = "HTTP 413: the span is larger than the backend accepts; dropped"
-        elif status in CREDENTIAL_STATUSES:
-            reason = (f"HTTP {status}: the backend rejected the credentials; check the "
-                      "Authorization header in callback_settings.otel.headers or "
-                      "OTEL_EXPORTER_OTLP_HEADERS")
-        elif status is not None:
-            reason = f"HTTP {status}"
-        elif error is not None:
-            reason = f"{error}: the backend could not be reached"
-        elif not_sent:
-            reason = ("the span is larger than max_request_bytes (or could not be encoded); "
-                      "dropped before sending")
-        else:
-            reason = "the exporter was shut down at the shutdown deadline"
-
-        with self._lock:
-            self._stats.failed += len(spans)
-            self._stats.failed_requests += 1
-            if too_large:
-                self._stats.too_large += len(spans)
-            self._stats.last_status = status
-            self._stats.last_error = reason
-            self._stats.last_error_time = time.time()
-        self._log_rate_limited(str(status or error or not_sent),
-                               "plugin %s: %d spans not exported to %s: %s",
-                               self._plugin_name, len(spans), self._endpoint, reason)
-
-    def _log_rate_limited(self, kind: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now < self._next_log.get(kind, 0.0):
-                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-                return
-            suppressed = self._suppressed.pop(kind, 0)
-            self._next_log[kind] = now + ERROR_LOG_INTERVAL
-        if suppressed:
-            message += " (%d similar failures in the last %.0f s not logged)"
-            args = (*args, suppressed, ERROR_LOG_INTERVAL)
-        logger.error(message, *args)
+    def _detail(self, status: int, attempts: int) -> str | None:
+        if status in CREDENTIAL_STATUSES:
+            return (f"the backend rejected the credentials; check the Authorization header "
+                    f"in callback_settings.{self._plugin_name}.headers or "
+                    "OTEL_EXPORTER_OTLP_HEADERS")
+        if status in RETRYABLE_STATUSES:
+            return f"{attempts} attempts within the export timeout"
+        return None

@@ -2,135 +2,128 @@
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
+import sys
 import threading
-import time
 from collections.abc import Mapping
-from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from hookgate import CallEvent, NotConfigured, hookimpl
-from hookgate_otel.export import Backlog, DeliveryStats, SplittingExporter, StatusSession
+from hookgate.batching import BatchSender, flush_budget
+from hookgate.ratelimit import RateLimitedLog
+from hookgate_otel.encoding import SpanData, SpanEncoder, random_span_id, random_trace_id
+from hookgate_otel.export import OtlpHttpClient
 from hookgate_otel.settings import (
     DEFAULT_ENDPOINT,
+    DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_SERVICE_NAME,
     TRACES_PATH,
     OtelSettings,
+    export_options,
     parse_settings,
     redact_url,
 )
-from hookgate_otel.spans import span_attributes, span_name, time_ns
+from hookgate_otel.spans import PER_CALL_ATTRIBUTES, span_attributes, span_name, time_ns
 
 __all__ = ["OtelLogger"]
 
 logger = logging.getLogger(__name__)
 
 INSTRUMENTATION_NAME = "hookgate_otel"
-COMPRESSIONS = {"none": Compression.NoCompression, "gzip": Compression.Gzip,
-                "deflate": Compression.Deflate}
-
-# The trace id of the span being started in this thread: the call id, so that a
-# span, the `x-hookgate-call-id` response header and every other logger's record
-# of the call share one id.
-_next_trace_id: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "hookgate_otel_trace_id", default=None)
+DROP_LOG_INTERVAL = 30.0
 
 
-class _CallIdGenerator(IdGenerator):
-    """Uses the call id as trace id when it is a valid W3C trace id, else a random one."""
-
-    def __init__(self) -> None:
-        self._random = RandomIdGenerator()
-
-    def generate_span_id(self) -> int:
-        return self._random.generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        trace_id = _next_trace_id.get()
-        if trace_id:
-            return trace_id
-        return self._random.generate_trace_id()
-
-
-def _trace_id(call_id: str) -> int | None:
-    if len(call_id) != 32:
-        return None
+def _user_agent() -> str:
     try:
-        value = int(call_id, 16)
-    except ValueError:
-        return None
-    return value or None
+        return f"hookgate-otel/{version('hookgate-otel')}"
+    except PackageNotFoundError:
+        return "hookgate-otel"
+
+
+def _trace_id(call_id: str) -> bytes:
+    """Return the call id as a 16-byte trace id if it is a valid W3C trace id, else a random one.
+
+    The call id is the trace id so that a span, the `x-hookgate-call-id` response header
+    and every other logger's record of the call share one id.
+    """
+    if len(call_id) == 32:
+        try:
+            trace_id = bytes.fromhex(call_id)
+        except ValueError:
+            pass
+        else:
+            # fromhex skips spaces, so a 32-character id with spaces gives fewer bytes.
+            if len(trace_id) == 16 and any(trace_id):
+                return trace_id
+    return random_trace_id()
 
 
 class OtelLogger:
-    """Sends one span per call to an OTLP/HTTP endpoint through a TracerProvider of its own.
+    """Sends one span per call to an OTLP/HTTP endpoint.
 
-    The provider is never installed as the global one, so the proxy's own
-    instrumentation (or a second otel logger with other settings) is unaffected.
+    The hook encodes the span straight into OTLP protobuf bytes and queues them, and
+    a `BatchSender` thread posts them in batches. No OpenTelemetry tracer provider is
+    created or installed, so the proxy's own instrumentation (or a second otel logger
+    with other settings) is unaffected.
     """
 
     def __init__(self) -> None:
         self.name = "otel"
         self.settings: OtelSettings | None = None
-        self.stats = DeliveryStats()
-        self._backlog = Backlog(1)
-        self._provider: TracerProvider | None = None
-        self._processor: BatchSpanProcessor | None = None
-        self._exporter: SplittingExporter | None = None
-        self._tracer: trace.Tracer | None = None
+        self.sender: BatchSender | None = None
+        self._client: OtlpHttpClient | None = None
+        self._encoder: SpanEncoder | None = None
         self._closed = False
         self._lock = threading.Lock()
-        self._last_drop_log = 0.0
+        self._accepted = 0
+        self._dropped = 0
+        self._too_large_at_submit = 0
+        self._rejected_by_sender = 0
+        self._max_pending = 1
+        self._drop_log = RateLimitedLog(logger, logging.ERROR, DROP_LOG_INTERVAL)
+        self._too_large_log = RateLimitedLog(logger, logging.ERROR, DROP_LOG_INTERVAL)
 
     @hookimpl
     def logger_setup(self, name: str, settings: Mapping[str, Any]) -> None:
         self.name = name
         if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-            # The SDK's TracerProvider then returns no-op tracers, so no span would ever
-            # be exported. Reporting it beats counting every call as queued.
-            raise NotConfigured("OTEL_SDK_DISABLED=true switches the OpenTelemetry SDK off; "
+            # OTEL_SDK_DISABLED switches every OpenTelemetry SDK component off, and this
+            # plugin honours it like an SDK exporter. Reporting it beats counting every
+            # call as queued.
+            raise NotConfigured("OTEL_SDK_DISABLED=true switches OpenTelemetry export off; "
                                 "unset it to export spans, or remove otel from the callbacks")
         parsed = parse_settings(name, settings)
-        self.settings = parsed
-        self._backlog = Backlog(parsed.max_queue_size)
-
-        session = StatusSession()
-        otlp = OTLPSpanExporter(
-            endpoint=parsed.traces_endpoint,
-            headers=parsed.headers,
-            timeout=parsed.timeout,
-            compression=COMPRESSIONS[parsed.compression] if parsed.compression else None,
-            session=session,
-            max_request_size=parsed.max_request_bytes,
-        )
+        options = export_options(parsed, _user_agent())
         endpoint = redact_url(parsed.traces_endpoint)
-        self._exporter = SplittingExporter(otlp, session, self._backlog, self.stats,
-                                           plugin_name=name, endpoint=endpoint)
-        self._processor = BatchSpanProcessor(
-            self._exporter,
-            max_queue_size=parsed.max_queue_size,
-            max_export_batch_size=parsed.max_export_batch_size,
-            schedule_delay_millis=parsed.schedule_delay * 1000,
+        encoder = SpanEncoder(self._resource(parsed).attributes, INSTRUMENTATION_NAME,
+                              uncached_keys=PER_CALL_ATTRIBUTES)
+        client = OtlpHttpClient(parsed.traces_endpoint, options, encoder.encode_request,
+                                plugin_name=name, shown_endpoint=endpoint)
+
+        self.settings = parsed
+        self._encoder = encoder
+        self._client = client
+        self._max_pending = parsed.max_queue_size
+        self.sender = BatchSender(
+            name,
+            client.send,
+            max_batch_entries=parsed.max_export_batch_size,
+            max_batch_bytes=parsed.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES,
+            payload_overhead=encoder.request_overhead,
+            separator_bytes=0,
+            flush_interval=parsed.schedule_delay,
+            max_queue_entries=parsed.max_queue_size,
+            # The backlog is bounded in spans (max_queue_size, checked in _record),
+            # not in bytes.
+            max_queue_bytes=sys.maxsize,
+            # OtlpHttpClient.send retries by the OTLP rules itself.
+            max_attempts=1,
+            request_timeout=options.timeout,
         )
-        # ALWAYS_ON instead of the OTEL_TRACES_SAMPLER default, because each span is
-        # this logger's record of a call. A sampled-out span would also never leave
-        # the backlog count.
-        self._provider = TracerProvider(resource=self._resource(parsed), sampler=ALWAYS_ON,
-                                        id_generator=_CallIdGenerator())
-        self._provider.add_span_processor(self._processor)
-        self._tracer = self._provider.get_tracer(INSTRUMENTATION_NAME)
         logger.info("plugin %s: exporting spans to %s (queue %d spans, batch %d, every %.1f s)",
                     name, endpoint, parsed.max_queue_size, parsed.max_export_batch_size,
                     parsed.schedule_delay)
@@ -141,8 +134,8 @@ class OtelLogger:
 
     @staticmethod
     def _resource(parsed: OtelSettings) -> Resource:
-        # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES. An
-        # explicit service_name in the config wins over both.
+        # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES and adds
+        # the telemetry.sdk.* attributes. An explicit service_name in the config wins.
         resource = Resource.create()
         if parsed.service_name:
             return resource.merge(Resource({SERVICE_NAME: parsed.service_name}))
@@ -159,95 +152,125 @@ class OtelLogger:
         self._record(event)
 
     def _record(self, event: CallEvent) -> None:
-        # Built before a backlog slot is taken: if the event cannot be mapped, the
-        # error reaches the dispatcher (counted as failed) and no slot leaks.
-        name = span_name(event)
-        attributes = span_attributes(event)
-        if self._tracer is None or self._closed or not self._backlog.try_acquire():
-            self._drop(event)
+        sender, encoder = self.sender, self._encoder
+        if sender is None or encoder is None:
+            self._drop(event, "the logger is not set up")
             return
+        # Checked before encoding as well, so that a full backlog costs no encoding.
+        reason = self._backlog_problem(sender)
+        if reason is not None:
+            self._drop(event, reason)
+            return
+
+        # An event that cannot be mapped raises here, before anything is counted, and
+        # the dispatcher counts the error.
+        entry = encoder.encode_span(self._span(event))
+        if len(entry) > sender.max_entry_bytes:
+            with self._lock:
+                self._accepted += 1
+                self._too_large_at_submit += 1
+            self._too_large_log.log("plugin %s: span for call %s dropped: its %d bytes do not "
+                                    "fit in a request of max_request_bytes", self.name,
+                                    event.call_id, len(entry))
+            return
+
         with self._lock:
-            self.stats.accepted += 1
+            # Checked again because the sender's thread or a shutdown may have changed
+            # the state while the span was encoded.
+            reason = self._backlog_problem(sender)
+            if reason is None:
+                if sender.submit(entry, event.call_id):
+                    self._accepted += 1
+                    return
+                self._rejected_by_sender += 1
+                reason = "the batch sender rejected it"
+        self._drop(event, reason)
 
-        token = _next_trace_id.set(_trace_id(event.call_id))
-        try:
-            span = self._tracer.start_span(name, context=otel_context.Context(),
-                                           kind=trace.SpanKind.CLIENT, attributes=attributes,
-                                           start_time=time_ns(event.start_time))
-        except BaseException:
-            self._backlog.release(1)
-            raise
-        finally:
-            _next_trace_id.reset(token)
+    @staticmethod
+    def _span(event: CallEvent) -> SpanData:
+        start = time_ns(event.start_time)
+        return SpanData(
+            trace_id=_trace_id(event.call_id),
+            span_id=random_span_id(),
+            name=span_name(event),
+            start_time_unix_nano=start,
+            end_time_unix_nano=max(time_ns(event.end_time), start),
+            attributes=span_attributes(event),
+            error_message=event.error.message if event.error is not None else None,
+        )
 
-        if event.error is not None:
-            span.set_status(trace.Status(trace.StatusCode.ERROR, event.error.message))
-        span.end(end_time=max(time_ns(event.end_time), time_ns(event.start_time)))
+    def _backlog_problem(self, sender: BatchSender) -> str | None:
+        """Return why no span can be queued now, or None if one can."""
+        if self._closed:
+            return "the logger is shut down"
+        # Every submitted span ends up sent, failed or dropped, so the difference is
+        # the spans queued or being sent. The limit thus covers the batch in flight too.
+        counters = sender.counters
+        pending = counters.submitted - counters.sent - counters.failed - counters.dropped
+        if pending >= self._max_pending:
+            return f"backlog full ({self._max_pending} spans)"
+        return None
 
-    def _drop(self, event: CallEvent) -> None:
+    def _drop(self, event: CallEvent, reason: str) -> None:
         with self._lock:
-            self.stats.dropped += 1
-            now = time.monotonic()
-            log_now = now >= self._last_drop_log + 30.0
-            if log_now:
-                self._last_drop_log = now
-            dropped = self.stats.dropped
-        if log_now:
-            if self._tracer is None:
-                reason = "the logger is not set up"
-            elif self._closed:
-                reason = "the logger is shut down"
-            else:
-                reason = f"backlog full ({self._backlog.maximum} spans)"
-            logger.error("plugin %s: span for call %s dropped: %s (%d dropped so far)",
-                         self.name, event.call_id, reason, dropped)
+            self._dropped += 1
+            dropped = self._dropped
+        self._drop_log.log("plugin %s: span for call %s dropped: %s (%d dropped so far)",
+                           self.name, event.call_id, reason, dropped)
 
     @hookimpl
     def logger_flush(self, timeout: float) -> None:
-        if self._processor is None or self._exporter is None or self._closed:
+        sender, client = self.sender, self._client
+        if sender is None or client is None or self._closed:
             return
-        deadline = time.monotonic() + timeout
-        self._closed = True
-        failed_before = self.stats.failed
+        with self._lock:
+            self._closed = True
 
-        # BatchSpanProcessor.force_flush ignores its timeout argument (SDK 1.45.2), so
-        # it runs in a thread of its own and is abandoned at the deadline. Shutting
-        # down the exporter then stops any backoff wait between retries.
-        flushing = threading.Thread(target=self._processor.force_flush,
-                                    name=f"hookgate-{self.name}-flush", daemon=True)
-        flushing.start()
-        flushing.join(max(0.0, deadline - time.monotonic() - 0.2))
-        self._exporter.shutdown()
-        closing = threading.Thread(target=self._processor.shutdown,
-                                   name=f"hookgate-{self.name}-shutdown", daemon=True)
-        closing.start()
-        closing.join(max(0.0, deadline - time.monotonic()))
+        report = sender.close(flush_budget(timeout))
+        # Ends a retry wait of a send still in flight: its spans are counted as failed.
+        client.shutdown()
 
-        unsent = self._backlog.pending + (self.stats.failed - failed_before)
+        unsent = report.unsent + report.in_flight
         if unsent:
             logger.error("plugin %s: %d spans not exported before the shutdown deadline "
                          "(%.1f s): %s", self.name, unsent, timeout,
-                         self.stats.last_error or "export still in progress")
+                         sender.counters.last_error or "export still in progress")
         else:
             logger.info("plugin %s: flushed, no span left unsent (%d exported since startup)",
-                        self.name, self.stats.exported)
+                        self.name, sender.counters.sent)
 
     @hookimpl
     def logger_health(self) -> Mapping[str, Any]:
+        sender, client = self.sender, self._client
+        if sender is None or client is None:
+            return {"accepted": 0, "exported": 0, "failed": 0, "too_large": 0,
+                    "dropped": self._dropped, "failed_requests": 0, "last_status": None,
+                    "last_error": None, "last_error_time": None, "last_success_time": None,
+                    "queued": 0, "endpoint": None, "backend": "unknown"}
+        state = sender.health()
         with self._lock:
-            stats = asdict(self.stats)
-        stats["queued"] = self._backlog.pending
-        stats["endpoint"] = redact_url(self.settings.traces_endpoint) if self.settings else None
-        stats["backend"] = self._backend_state(stats)
-        return stats
-
-    @staticmethod
-    def _backend_state(stats: Mapping[str, Any]) -> str:
-        last_error_time = stats["last_error_time"] or 0.0
-        if not last_error_time or (stats["last_success_time"] or 0.0) > last_error_time:
-            return "ok" if stats["last_success_time"] else "unknown"
-        if stats["last_status"] in (401, 403):
-            return "credentials rejected"
-        if stats["last_status"] is None:
-            return "unreachable"
-        return "rejecting"
+            accepted = self._accepted
+            dropped = self._dropped
+            too_large_at_submit = self._too_large_at_submit
+            rejected = self._rejected_by_sender
+        # The sender counts as dropped the spans it rejected in submit (counted here as
+        # dropped), single spans the backend rejected with 413, and the spans still
+        # queued at close. The last two were accepted and then lost.
+        lost_after_submit = state["dropped"] - rejected
+        failed = state["failed"] + lost_after_submit + too_large_at_submit
+        backend = state["backend"]
+        return {
+            "accepted": accepted,
+            "exported": state["sent"],
+            "failed": failed,
+            "too_large": state["oversized"] + too_large_at_submit,
+            "dropped": dropped,
+            "failed_requests": client.failed_requests,
+            "last_status": client.last_status,
+            "last_error": state["last_error"],
+            "last_error_time": state["last_error_time"],
+            "last_success_time": state["last_success_time"],
+            "queued": accepted - state["sent"] - failed,
+            "endpoint": redact_url(self.settings.traces_endpoint) if self.settings else None,
+            "backend": "rejecting" if backend == "error" else backend,
+        }

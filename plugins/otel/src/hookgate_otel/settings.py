@@ -1,26 +1,37 @@
 """Settings of the otel logger: the OTLP/HTTP endpoint, headers, service name and batching.
 
 Each value comes from `callback_settings.<name>` first, then from the standard
-OpenTelemetry environment variables, then from the OpenTelemetry default. The
-exporter itself also reads the OTLP headers, timeout and compression variables, so
-only the values the config sets are passed to it explicitly.
+OpenTelemetry environment variables, then from the OpenTelemetry default.
+`parse_settings` validates the config and resolves the endpoint. `export_options`
+adds the headers, timeout, compression and TLS files from the environment, read the
+way opentelemetry-exporter-otlp-proto-http 1.45.2 reads them, so that a deployment
+configured for that exporter keeps working.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from opentelemetry.util.re import parse_env_headers
+
 __all__ = [
     "DEFAULT_ENDPOINT",
+    "DEFAULT_MAX_REQUEST_BYTES",
     "DEFAULT_SERVICE_NAME",
+    "DEFAULT_TIMEOUT",
+    "ExportOptions",
     "OtelSettings",
+    "export_options",
     "parse_settings",
     "redact_url",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "http://localhost:4318"
 """The OTLP/HTTP default of the OpenTelemetry specification (a local collector)."""
@@ -30,6 +41,9 @@ DEFAULT_SERVICE_NAME = "hookgate"
 DEFAULT_MAX_QUEUE_SIZE = 2048
 DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
 DEFAULT_SCHEDULE_DELAY = 5.0
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+"""The request size limit of opentelemetry-exporter-otlp-proto-http 1.45.2."""
 
 OWN_KEYS = frozenset({
     "endpoint",
@@ -75,6 +89,84 @@ class OtelSettings:
     """Seconds between two exports when fewer than a batch of spans are waiting."""
     max_request_bytes: int | None
     """Largest uncompressed request the exporter sends, or None for its default (64 MiB)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """How to send the export requests: the settings merged with the environment."""
+
+    headers: Mapping[str, str]
+    """Every request header, names in lowercase. Values may be secrets: never log them."""
+    timeout: float
+    """Seconds one export may take, retries included."""
+    compression: str
+    """`none`, `gzip` or `deflate`."""
+    verify: bool | str
+    """True to check the server certificate against the system's CAs, or a CA file."""
+    client_certificate: str | tuple[str, str] | None
+    """A client certificate file, or certificate and key files, for mutual TLS."""
+
+
+def export_options(parsed: OtelSettings, user_agent: str) -> ExportOptions:
+    """Merge `parsed` with the OTLP exporter environment variables into `ExportOptions`.
+
+    Environment headers are parsed as OTEL_EXPORTER_OTLP_HEADERS specifies (URL-encoded
+    `key=value` pairs), and config headers win on the same name. An invalid timeout
+    or compression in the environment is logged and replaced by the default, as the
+    OpenTelemetry exporter does.
+    """
+    headers = {"content-type": "application/x-protobuf", "user-agent": user_agent}
+    headers.update(parse_env_headers(_environment("HEADERS") or "", liberal=True))
+    if parsed.headers:
+        headers.update(parsed.headers)
+
+    compression = parsed.compression or _environment_compression()
+    client_certificate_file = _environment("CLIENT_CERTIFICATE")
+    client_key_file = _environment("CLIENT_KEY")
+    client_certificate: str | tuple[str, str] | None = client_certificate_file
+    if client_certificate_file and client_key_file:
+        client_certificate = (client_certificate_file, client_key_file)
+
+    return ExportOptions(
+        headers=headers,
+        timeout=parsed.timeout or _environment_timeout(),
+        compression=compression,
+        verify=_environment("CERTIFICATE") or True,
+        client_certificate=client_certificate,
+    )
+
+
+def _environment(suffix: str) -> str | None:
+    """Return OTEL_EXPORTER_OTLP_TRACES_<suffix>, else OTEL_EXPORTER_OTLP_<suffix>, if set."""
+    return (os.environ.get(f"OTEL_EXPORTER_OTLP_TRACES_{suffix}")
+            or os.environ.get(f"OTEL_EXPORTER_OTLP_{suffix}") or None)
+
+
+def _environment_timeout() -> float:
+    raw = _environment("TIMEOUT")
+    if raw is None:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        logger.warning("OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT: invalid value %r: expected a "
+                       "positive number of seconds; using %.0f s", raw, DEFAULT_TIMEOUT)
+        return DEFAULT_TIMEOUT
+    return value
+
+
+def _environment_compression() -> str:
+    raw = _environment("COMPRESSION")
+    if raw is None:
+        return "none"
+    value = raw.strip().lower()
+    if value not in COMPRESSIONS:
+        logger.warning("OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION: invalid value %r: expected "
+                       "one of %s; sending uncompressed", raw, ", ".join(COMPRESSIONS))
+        return "none"
+    return value
 
 
 def parse_settings(name: str, settings: Mapping[str, Any]) -> OtelSettings:
