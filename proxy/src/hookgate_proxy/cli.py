@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from hookgate_proxy.gc_tuning import tune_for_serving
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from starlette.types import Message, Receive, Scope, Send
@@ -105,7 +107,7 @@ def _serve(arguments: argparse.Namespace) -> int:
             return _serve_workers(arguments, address, config)
         from hookgate_proxy.app import create_app
 
-        app = _QuietStartupFailure(create_app(config, address=address))
+        app = _ServingApp(create_app(config, address=address), tune_gc=config.gc_tuning)
     except ConfigError as error:
         logger.error("%s", error)
         return 1
@@ -167,7 +169,7 @@ def _prepare_metrics_dir() -> str | None:
     return created
 
 
-def worker_app() -> _QuietStartupFailure:
+def worker_app() -> _ServingApp:
     """Build the app in a worker process of `hookgate serve --workers N`."""
     from hookgate_proxy.app import create_app
 
@@ -175,19 +177,25 @@ def worker_app() -> _QuietStartupFailure:
     _configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"))
 
     config = _load(os.environ.get(CONFIG_ENV) or None)
-    return _QuietStartupFailure(create_app(config, address=os.environ.get(ADDRESS_ENV)))
+    return _ServingApp(create_app(config, address=os.environ.get(ADDRESS_ENV)),
+                       tune_gc=config.gc_tuning)
 
 
-class _QuietStartupFailure:
-    """The ASGI app, minus the traceback of a startup failure hookgate already logged.
+class _ServingApp:
+    """The ASGI app as `hookgate serve` runs it.
 
-    Starlette reports a failed lifespan startup with the whole traceback, which
-    uvicorn prints. When the lifespan has logged the reason itself (a required
-    logger that failed to load), that traceback only buries the message.
+    - After a successful lifespan startup, it tunes the garbage collector for
+      serving (`gc_tuning`), in the server process only, never in a test that
+      builds the app in its own process.
+    - It leaves out the traceback of a startup failure hookgate already logged.
+      Starlette reports a failed lifespan startup with the whole traceback, which
+      uvicorn prints. When the lifespan has logged the reason itself (a required
+      logger that failed to load), that traceback only buries the message.
     """
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, *, tune_gc: bool) -> None:
         self.app = app
+        self.tune_gc = tune_gc
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -198,6 +206,8 @@ class _QuietStartupFailure:
             if (message["type"] == "lifespan.startup.failed"
                     and getattr(self.app.state, "startup_error_logged", False)):
                 message = {**message, "message": ""}
+            if message["type"] == "lifespan.startup.complete" and self.tune_gc:
+                tune_for_serving()
             await send(message)
 
         await self.app(scope, receive, forward)

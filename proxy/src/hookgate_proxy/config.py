@@ -163,6 +163,8 @@ class HookgateSettings(_Strict):
     """Run the loggers in a separate process, fed by the proxy (see docs/config.md)."""
     logger_process_cpus: tuple[int, ...] = ()
     """CPUs the logger process may run on (Linux); empty: wherever the proxy may."""
+    gc_tuning: bool = True
+    """Freeze startup objects and collect garbage less often (see gc_tuning.py)."""
 
     @field_validator("logger_process_cpus")
     @classmethod
@@ -226,6 +228,8 @@ class ProxyConfig:
     logger_process: bool = False
     """Run the loggers that serve no routes in a separate process."""
     logger_process_cpus: tuple[int, ...] = ()
+    gc_tuning: bool = True
+    """Tune the garbage collector of the serving processes after startup."""
     ignored_keys: tuple[str, ...] = ()
     """Key paths present in the file that hookgate does not support."""
     source: str = "embedded default"
@@ -305,6 +309,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<dict>",
         shutdown_timeout=settings.shutdown_timeout,
         logger_process=settings.logger_process,
         logger_process_cpus=settings.logger_process_cpus,
+        gc_tuning=settings.gc_tuning,
         ignored_keys=tuple(_ignored_keys(resolved)),
         source=source,
         base_directory=base_directory,
