@@ -346,6 +346,8 @@ def test_logger_process_outlives_a_killed_proxy_only_to_deliver(tmp_path: Path) 
         pid = status(proxy.base_url)["logger_process"]["pid"]
         call_ids = {chat(proxy.base_url, content=f"n{index}").headers["x-hookgate-call-id"]
                     for index in range(10)}
+        # Events wait up to 2 ms in the proxy's write buffer; a SIGKILL loses those.
+        time.sleep(0.1)
         proxy.kill()
         deadline = time.monotonic() + 15
         while process_exists(pid):

@@ -222,7 +222,8 @@ async def _start_logger_process(config: ProxyConfig, registry: PluginRegistry,
     sys_path = [str(config.base_directory)] if config.base_directory is not None else []
     process = LoggerProcess(plugins, backlog=config.backlog, hook_timeout=config.hook_timeout,
                             shutdown_timeout=config.shutdown_timeout,
-                            cpus=config.logger_process_cpus, sys_path=sys_path)
+                            cpus=config.logger_process_cpus, sys_path=sys_path,
+                            gc_tuning=config.gc_tuning)
     try:
         # Each plugin's logger_setup may take up to 30 s there, as it may here.
         ready = await process.start(timeout=30.0 * len(plugins) + 15.0)

@@ -31,9 +31,11 @@ import orjson
 
 from hookgate import Dispatcher, LaneSettings, PluginLoadError, PluginRegistry, PluginStatus
 from hookgate.ratelimit import RateLimitedLog
+from hookgate_proxy.gc_tuning import tune_for_serving
 from hookgate_proxy.logger_process.protocol import (
     CONTROL,
     EVENT,
+    FrameBuffer,
     FrameError,
     control_frame,
     parse_event,
@@ -46,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 STATS_INTERVAL = 0.5
 """Seconds between two reports of the counters and health to the proxy."""
+READ_SIZE = 1024 * 1024
+"""Bytes read from the socket at most at once."""
 
 
 def import_target(target: str) -> object:
@@ -104,6 +108,8 @@ class LoggerWorker:
             records[name] = ({"status": record.status.value, "error": record.error}
                              if record is not None
                              else {"status": PluginStatus.FAILED.value, "error": "not found"})
+        if message.get("gc_tuning", True):
+            tune_for_serving()
         self.send({"op": "ready", "pid": os.getpid(), "records": records,
                    "categories": self.dispatcher.categories()})
 
@@ -170,25 +176,29 @@ class LoggerWorker:
             return 1
         await self.setup(orjson.loads(frame[1]))
         reporter = asyncio.create_task(self.report_periodically())
+        buffer = FrameBuffer()
         try:
             while True:
+                chunk = await self.reader.read(READ_SIZE)
                 try:
-                    frame = await read_frame(self.reader)
+                    buffer.feed(chunk)
+                    frames = buffer.frames()
                 except FrameError as error:
                     logger.critical("protocol error from the proxy: %s; stopping", error)
-                    frame = None
-                if frame is None:
+                    chunk, frames = b"", []
+                for kind, body in frames:
+                    if kind == EVENT:
+                        self.deliver(body)
+                    elif not await self.control(orjson.loads(body)):
+                        return 0
+                if not chunk:
                     # The proxy is gone without a close: deliver what is queued, then stop.
-                    logger.error("the proxy closed its end of the socket without a close; "
-                                 "delivering queued events, then stopping")
+                    logger.error("the proxy closed its end of the socket without a close%s; "
+                                 "delivering queued events, then stopping",
+                                 " inside a frame" if buffer.partial else "")
                     assert self.dispatcher is not None
                     await self.dispatcher.close(self.shutdown_timeout)
                     return 1
-                kind, body = frame
-                if kind == EVENT:
-                    self.deliver(body)
-                elif not await self.control(orjson.loads(body)):
-                    return 0
         finally:
             reporter.cancel()
 
