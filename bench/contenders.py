@@ -202,6 +202,8 @@ def start_hookgate(mock: MockProvider, name: str, callbacks: dict[str, dict[str,
         command += ["--workers", str(workers)]
     description = (f"hookgate serve, {workers} worker{'s' if workers != 1 else ''}, "
                    f"callbacks: {', '.join(callbacks) or 'none'}")
+    if settings and settings.get("gc_tuning") is False:
+        description += ", Python's default garbage-collector settings (`gc_tuning: false`)"
     if settings and settings.get("logger_process"):
         cpus = settings.get("logger_process_cpus")
         description += (", loggers in a logger process" +

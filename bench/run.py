@@ -139,6 +139,14 @@ class Bench:
                 self.mock, "hookgate", {}))
             if "hookgate" in self.servers:
                 targets.append(Target("hookgate", "hookgate, no loggers", "hookgate"))
+            # The same server with Python's own garbage-collector settings, to show
+            # what hookgate's tuning after startup is worth.
+            self._add_server("hookgate-default-gc", lambda: contenders.start_hookgate(
+                self.mock, "hookgate-default-gc", {}, settings={"gc_tuning": False}))
+            if "hookgate-default-gc" in self.servers:
+                targets.append(Target("hookgate-default-gc",
+                                      "hookgate, no loggers, default garbage collector",
+                                      "hookgate-default-gc"))
         if self.selected("hookgate-logging") and not hookgate_reason:
             targets.extend(self._start_logging_servers())
 

@@ -47,7 +47,8 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path
 
 def test_sweep_has_every_contender_and_concurrency(smoke_run: tuple[dict, str, Path]) -> None:
     results, _, _ = smoke_run
-    expected = {"direct", "minimal"} | ({"hookgate"} if _hookgate_serve_available() else set())
+    expected = {"direct", "minimal"} | ({"hookgate", "hookgate-default-gc"}
+                                      if _hookgate_serve_available() else set())
     seen = {(record["contender"], record["concurrency"]) for record in results["sweep"]}
     assert seen == {(name, level) for name in expected for level in (1, 4)}
 
