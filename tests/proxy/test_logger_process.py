@@ -235,7 +235,7 @@ def test_setup_failure_in_the_logger_process_is_reported(tmp_path: Path) -> None
     assert "callback broken not active: failed (in the logger process" in logs
 
 
-def test_required_plugin_that_fails_in_the_logger_process_stops_startup(tmp_path: Path) -> None:
+def test_required_plugin_failing_there_stops_startup(tmp_path: Path) -> None:
     write_module(tmp_path)
     config = config_for(tmp_path, {"audit": {"fail": True, "required": True}})
 
@@ -338,7 +338,7 @@ def test_proxy_restarts_its_logger_process(tmp_path: Path) -> None:
     assert "shutdown complete: every event delivered and every logger flushed" in logs
 
 
-def test_logger_process_outlives_a_killed_proxy_only_to_deliver(tmp_path: Path) -> None:
+def test_killed_proxy_leaves_no_logger_process(tmp_path: Path) -> None:
     write_module(tmp_path)
     config = config_for(tmp_path, {"audit": {"delay": 0.05}})
 
@@ -386,7 +386,7 @@ def full_fields(status: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("status", ["success", "failure"])
-def test_encoded_fields_decode_to_the_event_the_proxy_would_build(status: str) -> None:
+def test_encoded_fields_decode_to_their_event(status: str) -> None:
     fields = full_fields(status)
 
     names, decoded = parse_event(event_frame(["audit", "jsonl"], encode_event(fields))[5:])

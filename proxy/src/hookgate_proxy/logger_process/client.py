@@ -1,11 +1,10 @@
 """The proxy's side of the logger process: start it, feed it events, read its counters.
 
-`send` is the only call on the request path. It encodes the event once (orjson,
-about 2 µs), appends the frame to a buffer and returns; the buffer goes to the
-socket in one write per event-loop iteration, so under load many events share a
-system call. If the logger process falls behind by more than `buffer_limit`
-bytes, or has exited, `send` refuses the event and the caller counts the drop,
-exactly like a full lane in the proxy's own dispatcher.
+`send` is the only call on the request path. It appends an encoded event's frame
+to a buffer and returns. The buffer goes to the socket every 2 ms, so under load
+many events share one system call. If the logger process falls behind by more
+than `buffer_limit` bytes, or has exited, `send` refuses the event and the caller
+counts the drop, exactly like a full lane in the proxy's own dispatcher.
 """
 
 from __future__ import annotations
@@ -122,7 +121,7 @@ class LoggerProcess:
         self._start_timeout = 60.0
         self._restart_task: asyncio.Task[None] | None = None
         self.restarts = 0
-        """How many times the logger process was started again after it died."""
+        """Count of the times the logger process was started again after it died."""
         self.carried: dict[str, dict[str, int]] = {}
         """Counters of the logger processes that died, per plugin, to add to the live ones."""
 
@@ -257,7 +256,7 @@ class LoggerProcess:
             self._writer.write(control_frame({**message, "id": request_id}))
             return await asyncio.wait_for(reply, timeout)
         except (asyncio.TimeoutError, ConnectionError):
-            logger.error("the logger process did not answer %s within %.1f s", message["op"],
+            logger.error("the logger process sent no reply to %s within %.1f s", message["op"],
                          timeout)
             return None
         finally:
