@@ -199,7 +199,9 @@ def config_enabling(plugin: str, settings: dict[str, Any]) -> dict[str, Any]:
         "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}],
         "litellm_settings": {"callbacks": [plugin]},
         "callback_settings": {plugin: settings},
-        "hookgate_settings": {"shutdown_timeout": 5},
+        # The logger process runs from the installed wheels too: every plugin but
+        # prometheus, which serves /metrics, is fed there.
+        "hookgate_settings": {"shutdown_timeout": 5, "logger_process": True},
     }
 
 
@@ -325,8 +327,11 @@ def test_wheel_install_cycle(plugin: str, environment: Environment, wheels: dict
         f"/callbacks/list with {distribution} installed: {callbacks_installed}\n{logs_installed}")
     if plugin == "prometheus":
         assert requests_counted == 1, f"/metrics counted {requests_counted} requests, sent 1"
+        assert "logger process" not in logs_installed, logs_installed
     else:
         assert delivered == {call_id}, f"{plugin} backend received {delivered}, sent {call_id}"
+        assert f"running {plugin}\n" in logs_installed, (
+            f"{plugin} did not run in the logger process:\n{logs_installed}")
 
     assert uninstalled.returncode == 0, (
         f"pip uninstall {distribution} failed:\n{uninstalled.stderr}")
