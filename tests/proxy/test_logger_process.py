@@ -179,7 +179,7 @@ def test_plugins_run_in_the_logger_process(tmp_path: Path) -> None:
     assert failed.value.status_code == 503
     assert child_pid != proxy_pid
     assert report["logger_process"] == {"pid": child_pid, "state": "running", "restarts": 0,
-                                        "plugins": ["audit"], "invalid_events": 0}
+                                        "plugins": ["audit"], "cpus": [], "invalid_events": 0}
     assert {record["pid"] for record in records(tmp_path / "audit.jsonl")} == {child_pid}
     assert {record["pid"] for record in records(tmp_path / "metrics.jsonl")} == {proxy_pid}
     assert route == {"pid": proxy_pid}
@@ -233,6 +233,7 @@ def test_setup_failure_in_the_logger_process_is_reported(tmp_path: Path) -> None
     assert broken["receiving"] is False
     assert listing["success_and_failure"] == ["audit"]
     assert "callback broken not active: failed (in the logger process" in logs
+    assert f"logger process {report['logger_process']['pid']} running audit\n" in logs
 
 
 def test_required_plugin_failing_there_stops_startup(tmp_path: Path) -> None:
@@ -247,13 +248,19 @@ def test_required_plugin_failing_there_stops_startup(tmp_path: Path) -> None:
         error.value)
 
 
-def test_cpus_are_checked_against_the_machine() -> None:
+@pytest.mark.parametrize(("cpus", "expected"), [
+    ([0, 4096], "no CPU 4096 on this machine"),
+    ([0, 0], "each CPU once, got [0, 0]"),
+    ([True], "Input should be a valid integer"),
+    ("1", "Input should be a valid tuple"),
+], ids=["unknown", "twice", "boolean", "not-a-list"])
+def test_cpus_are_checked(cpus: Any, expected: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config({"hookgate_settings": {"logger_process": True,
-                                            "logger_process_cpus": [0, 4096]}})
+                                            "logger_process_cpus": cpus}})
 
     assert "hookgate_settings.logger_process_cpus" in str(error.value)
-    assert "no CPU 4096 on this machine" in str(error.value)
+    assert expected in str(error.value)
 
 
 def test_logger_process_runs_on_the_configured_cpus(tmp_path: Path) -> None:
@@ -262,10 +269,12 @@ def test_logger_process_runs_on_the_configured_cpus(tmp_path: Path) -> None:
     config = config_for(tmp_path, {"audit": {}}, logger_process_cpus=cpus[-1:])
 
     with running_proxy(config, workdir=tmp_path) as proxy:
-        pid = status(proxy.base_url)["logger_process"]["pid"]
+        described = status(proxy.base_url)["logger_process"]
+        pid, status_cpus = described["pid"], described["cpus"]
         allowed = os.sched_getaffinity(pid)
 
     assert allowed == {cpus[-1]}
+    assert status_cpus == cpus[-1:]
 
 
 # Shutdown and failures of either process
@@ -336,6 +345,60 @@ def test_proxy_restarts_its_logger_process(tmp_path: Path) -> None:
     assert f"the logger process {pid} exited with code -9" in logs
     assert f"logger process restarted as {new_pid} (restart 1)" in logs
     assert "shutdown complete: every event delivered and every logger flushed" in logs
+
+
+def test_shutdown_stays_within_its_deadline_when_the_logger_process_hangs(
+        tmp_path: Path) -> None:
+    write_module(tmp_path)
+    config = config_for(tmp_path, {"audit": {}}, shutdown_timeout=2)
+
+    with running_proxy(config, workdir=tmp_path) as proxy:
+        pid = status(proxy.base_url)["logger_process"]["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            response = chat(proxy.base_url)
+            started = time.monotonic()
+            code = proxy.stop()
+            seconds = time.monotonic() - started
+        finally:
+            if process_exists(pid):
+                os.kill(pid, signal.SIGKILL)
+        logs = proxy.logs()
+
+    assert response.status_code == 200
+    assert code == 0
+    # 2 s for the logger process, half a second of grace, and the proxy's own exit.
+    assert seconds < 4.5, f"shutdown took {seconds:.1f} s:\n{logs}"
+    assert not process_exists(pid)
+    assert f"the logger process {pid} did not exit within its shutdown deadline" in logs
+    assert "shutdown incomplete within 2 s" in logs
+    assert "flush failed or not confirmed for: audit" in logs
+
+
+def test_hung_logger_process_is_replaced(tmp_path: Path) -> None:
+    write_module(tmp_path)
+    config = config_for(tmp_path, {"audit": {}})
+
+    with running_proxy(config, workdir=tmp_path) as proxy:
+        pid = status(proxy.base_url)["logger_process"]["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            # No report for 10 s marks it hung; it is killed and started again.
+            deadline = time.monotonic() + 25
+            while (report := status(proxy.base_url))["logger_process"]["pid"] == pid:
+                assert time.monotonic() < deadline, report["logger_process"]
+                time.sleep(0.2)
+            report = wait_state(proxy.base_url, "running")
+        finally:
+            if process_exists(pid):
+                os.kill(pid, signal.SIGKILL)
+        after = chat(proxy.base_url)
+        logged = wait_records(tmp_path / "audit.jsonl", 1, "log_success")
+        logs = proxy.logs()
+
+    assert report["logger_process"]["restarts"] == 1
+    assert logged[-1]["call_id"] == after.headers["x-hookgate-call-id"]
+    assert f"the logger process {pid} sent no report for" in logs
 
 
 def test_killed_proxy_leaves_no_logger_process(tmp_path: Path) -> None:

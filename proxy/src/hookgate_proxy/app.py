@@ -271,9 +271,11 @@ async def _stop(state: HookgateState) -> None:
     if report.complete:
         logger.info("shutdown complete: every event delivered and every logger flushed")
     else:
-        logger.error("shutdown deadline of %.0f s ran out: undelivered events %s, flush failed "
-                     "for %s", state.config.shutdown_timeout, report.undelivered,
-                     report.flush_failed or "none")
+        undelivered = ", ".join(f"{name} {count}" for name, count
+                                in sorted(report.undelivered.items())) or "none counted"
+        logger.error("shutdown incomplete within %.0f s: events not delivered: %s; flush "
+                     "failed or not confirmed for: %s", state.config.shutdown_timeout,
+                     undelivered, ", ".join(report.flush_failed) or "none")
 
 
 def _log_summary(state: HookgateState, address: str | None) -> None:
@@ -282,7 +284,8 @@ def _log_summary(state: HookgateState, address: str | None) -> None:
                 address or "the configured address", config.source)
     logger.info("models: %s", ", ".join(state.router.names) or "none")
     if config.master_key:
-        logger.info("auth: master key required on every route but /health/*")
+        logger.info("auth: master key required on every route but /health/* and plugin "
+                    "routes, which decide their own")
     else:
         logger.info("auth: none (no general_settings.master_key)")
 
@@ -306,6 +309,9 @@ def _log_summary(state: HookgateState, address: str | None) -> None:
     for name in sorted(enabled):
         if name not in active:
             logger.error("callback %s not active: %s", name, _record_error(state.registry, name))
+    if config.logger_process_cpus and not config.logger_process:
+        logger.warning("hookgate_settings.logger_process_cpus is set but logger_process is "
+                       "false, so no logger process runs and the CPUs are not used")
     if config.ignored_keys:
         logger.warning("ignored config keys (not supported by hookgate): %s",
                        ", ".join(config.ignored_keys))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from hookgate.plugins import NAME_PATTERN
 from hookgate_proxy.providers.base import Deployment
@@ -161,7 +161,7 @@ class HookgateSettings(_Strict):
     """Seconds at shutdown to deliver queued events and flush every plugin."""
     logger_process: bool = False
     """Run the loggers in a separate process, fed by the proxy (see docs/config.md)."""
-    logger_process_cpus: tuple[int, ...] = ()
+    logger_process_cpus: tuple[StrictInt, ...] = ()
     """CPUs the logger process may run on (Linux); empty: wherever the proxy may."""
     gc_tuning: bool = True
     """Freeze startup objects and collect garbage less often (see gc_tuning.py)."""
@@ -173,6 +173,8 @@ class HookgateSettings(_Strict):
             raise ValueError("pinning the logger process to CPUs needs Linux; remove "
                              "logger_process_cpus")
         # The proxy itself may be pinned to other CPUs, so check against the machine's.
+        if len(set(value)) != len(value):
+            raise ValueError(f"each CPU once, got {list(value)}")
         count = os.cpu_count() or 1
         unknown = sorted(cpu for cpu in value if not 0 <= cpu < count)
         if unknown:

@@ -15,6 +15,7 @@ import logging
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,13 @@ DEFAULT_BUFFER_LIMIT = 64 * 1024 * 1024
 """Bytes of events written to the socket but not yet read by the logger process."""
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 """Seconds before each restart after the logger process died; the last one repeats."""
+STABLE_SECONDS = 60.0
+"""A logger process that ran this long before it died restarts after the first delay."""
+SILENCE_LIMIT = 10.0
+"""Seconds without a counter report (sent every 0.5 s) after which the logger process
+counts as hung: it is killed and started again."""
+EXIT_GRACE = 0.5
+"""Seconds at shutdown between the logger process's deadline and the proxy's."""
 COUNTERS = ("delivered", "failed", "timed_out", "dropped")
 WRITE_INTERVAL = 0.002
 """Seconds events wait in the proxy's buffer before one write sends them all.
@@ -98,11 +106,12 @@ class LoggerProcess:
                  buffer_limit: int = DEFAULT_BUFFER_LIMIT) -> None:
         self.plugins = tuple(plugins)
         self.buffer_limit = buffer_limit
+        self.cpus = tuple(cpus)
         self._setup = {
             "op": "setup",
             "plugins": [plugin.as_message() for plugin in self.plugins],
             "backlog": backlog, "hook_timeout": hook_timeout,
-            "shutdown_timeout": shutdown_timeout, "cpus": list(cpus),
+            "shutdown_timeout": shutdown_timeout, "cpus": list(self.cpus),
             "sys_path": list(sys_path), "gc_tuning": gc_tuning,
         }
         self.reports = _Reports()
@@ -124,6 +133,14 @@ class LoggerProcess:
         """Count of the times the logger process was started again after it died."""
         self.carried: dict[str, dict[str, int]] = {}
         """Counters of the logger processes that died, per plugin, to add to the live ones."""
+        self.exited_at: float | None = None
+        """Unix time at which the logger process was found gone, while it is."""
+        self.active: list[str] = []
+        """Plugins that the running logger process set up successfully."""
+        self._failures_in_a_row = 0
+        self._started_at = 0.0
+        self._last_report = 0.0
+        self._watchdog: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -167,10 +184,17 @@ class LoggerProcess:
                                      "its log lines above say why")
         message = orjson.loads(frame[1])
         ready = Ready(message["pid"], message["records"], message["categories"])
+        self.active = sorted(name for name, record in ready.records.items()
+                             if record["status"] == "active")
+        self._started_at = self._last_report = time.monotonic()
         self._reader_task = asyncio.create_task(self._read(reader),
                                                 name="hookgate-logger-process-reader")
-        logger.info("logger process %d running %s", ready.pid,
-                    ", ".join(spec.name for spec in self.plugins))
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch(),
+                                                 name="hookgate-logger-process-watchdog")
+        logger.info("logger process %d running %s%s", ready.pid,
+                    ", ".join(self.active) or "no plugin",
+                    f" on CPUs {self._setup['cpus']}" if self._setup["cpus"] else "")
         return ready
 
     async def drain(self, timeout: float) -> bool:
@@ -179,20 +203,28 @@ class LoggerProcess:
         return bool(reply and reply.get("ok"))
 
     async def close(self, timeout: float) -> dict[str, Any] | None:
-        """Ask the logger process to drain, flush and exit within `timeout` seconds.
+        """Ask the logger process to drain, flush and exit, all within `timeout` seconds.
 
-        Returns its shutdown report, or None if it did not answer in time (it is
-        then killed) or was already gone.
+        The logger process gets `timeout` minus half a second for its own work.
+        Returns its shutdown report, or None if it sent none in time (it is then
+        killed at most half a second after `timeout`) or was already gone.
         """
         self._closing = True
-        if self._restart_task is not None:
-            self._restart_task.cancel()
-        reply = await self._request({"op": "close", "timeout": timeout}, timeout + 2.0)
+        for task in (self._restart_task, self._watchdog):
+            if task is not None:
+                task.cancel()
+        started = time.monotonic()
+        budget = max(0.1, timeout - EXIT_GRACE)
+        reply = await self._request({"op": "close", "timeout": budget}, timeout)
         if self._process is not None:
+            # Waited for in a thread: the event loop still serves the last requests.
+            remaining = max(0.0, started + timeout - time.monotonic()) + EXIT_GRACE
             try:
                 await asyncio.get_running_loop().run_in_executor(
-                    None, self._process.wait, 5.0)
+                    None, self._process.wait, remaining)
             except subprocess.TimeoutExpired:
+                logger.error("the logger process %d did not exit within its shutdown "
+                             "deadline; killing it", self._process.pid)
                 self._kill()
         if self._reader_task is not None:
             self._reader_task.cancel()
@@ -270,6 +302,7 @@ class LoggerProcess:
                     break
                 message = orjson.loads(frame[1])
                 if message.get("op") == "stats":
+                    self._last_report = time.monotonic()
                     self.reports = _Reports(message["stats"], message["health"],
                                             message.get("invalid", 0))
                 elif message.get("op") == "reply":
@@ -286,11 +319,14 @@ class LoggerProcess:
             except subprocess.TimeoutExpired:
                 code = None
         self.exited = f"exited with code {code}" if code is not None else "closed its socket"
+        self.exited_at = time.time()
         for waiting in self._replies.values():
             if not waiting.done():
                 waiting.set_result({"ok": False, "error": self.exited})
         if not self._closing:
-            delay = RESTART_DELAYS[min(self.restarts, len(RESTART_DELAYS) - 1)]
+            if time.monotonic() - self._started_at >= STABLE_SECONDS:
+                self._failures_in_a_row = 0
+            delay = self._next_delay()
             logger.critical("the logger process %s %s; events for its plugins are dropped "
                             "and counted until it runs again, in %.0f s", self.pid,
                             self.exited, delay)
@@ -308,18 +344,39 @@ class LoggerProcess:
         if self._writer is not None:
             self._writer.close()
         self.restarts += 1
+        self._failures_in_a_row += 1
         try:
             ready = await self.start(self._start_timeout)
         except LoggerProcessError as error:
-            delay = RESTART_DELAYS[min(self.restarts, len(RESTART_DELAYS) - 1)]
+            delay = self._next_delay()
             logger.critical("restarting the logger process failed: %s; next attempt in %.0f s",
                             error, delay)
             self._restart_task = asyncio.create_task(self._restart(delay),
                                                      name="hookgate-logger-process-restart")
             return
         self.exited = None
+        self.exited_at = None
         inactive = sorted(name for name, record in ready.records.items()
                           if record["status"] != "active")
         logger.warning("logger process restarted as %d (restart %d)%s", ready.pid,
                        self.restarts, f"; not active there now: {', '.join(inactive)}"
                        if inactive else "")
+
+    def _next_delay(self) -> float:
+        return RESTART_DELAYS[min(self._failures_in_a_row, len(RESTART_DELAYS) - 1)]
+
+    async def _watch(self) -> None:
+        # A process that stops reporting is hung (stopped, or stuck holding its GIL in
+        # native code): kill it, and the reader's end of stream starts a new one.
+        while True:
+            await asyncio.sleep(1.0)
+            silent = time.monotonic() - self._last_report
+            if self.exited is None and not self._closing and silent > SILENCE_LIMIT:
+                logger.critical("the logger process %s sent no report for %.0f s; killing "
+                                "it as hung, events it held are lost", self.pid, silent)
+                self._kill_without_wait()
+                self._last_report = time.monotonic()
+
+    def _kill_without_wait(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()

@@ -134,6 +134,7 @@ class SplitDispatcher:
             plugin.dropped += self._dropped[name]
             if self.process.exited is not None:
                 plugin.last_error = f"logger process {self.process.exited}"
+                plugin.last_error_time = self.process.exited_at
             stats[name] = plugin
         return stats
 
@@ -141,6 +142,7 @@ class SplitDispatcher:
         """Return the logger process's pid, state and plugins, for `/callbacks/status`."""
         return {"pid": self.process.pid, "state": self.process.exited or "running",
                 "restarts": self.process.restarts, "plugins": sorted(self._remote),
+                "cpus": list(self.process.cpus),
                 "invalid_events": self.process.reports.invalid}
 
     def health(self, name: str) -> Mapping[str, Any] | None:

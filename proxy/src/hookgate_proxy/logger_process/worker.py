@@ -193,9 +193,9 @@ class LoggerWorker:
                         return 0
                 if not chunk:
                     # The proxy is gone without a close: deliver what is queued, then stop.
-                    logger.error("the proxy closed its end of the socket without a close%s; "
-                                 "delivering queued events, then stopping",
-                                 " inside a frame" if buffer.partial else "")
+                    logger.error("the proxy's socket closed without a shutdown request%s (was "
+                                 "the proxy killed?); delivering queued events, then stopping",
+                                 ", inside a frame" if buffer.partial else "")
                     assert self.dispatcher is not None
                     await self.dispatcher.close(self.shutdown_timeout)
                     return 1
