@@ -2,8 +2,9 @@
 
 Run as a script, one process per backend:
 `python bench/receivers.py --port PORT --kind langfuse|otlp [--delay SECONDS]`.
-`GET /_bench/stats` returns `{"batches": N, "events": N, "calls": [...]}` where
-`events` counts LLM calls (one Langfuse trace, or one OTLP root span, per call).
+`GET /_bench/stats` returns `{"batches": N, "events": N, "rejected": N}` where
+`events` counts LLM calls (one Langfuse trace, or one OTLP root span, per call) and
+`rejected` the requests refused for bad credentials or a bad body.
 `--delay` holds every batch that long before answering, like a slow backend.
 
 Each receiver checks what its service checks: Langfuse wants basic auth and a
