@@ -79,6 +79,15 @@ class PidRecorder:
             file.write(json.dumps({"name": self.name, "pid": os.getpid(), **record}) + "\\n")
 
 
+class ProxyOnly(PidRecorder):
+    """Cannot be created in the logger process, as if a dependency were missing there."""
+
+    def __init__(self):
+        import sys
+        if "logger_process" in sys.argv[0]:
+            raise RuntimeError("this plugin runs in the proxy only")
+
+
 class RouteRecorder(PidRecorder):
     """Serves GET /route-recorder, so it must stay in the proxy's process."""
 
@@ -236,6 +245,21 @@ def test_setup_failure_in_the_logger_process_is_reported(tmp_path: Path) -> None
     assert f"logger process {report['logger_process']['pid']} running audit\n" in logs
 
 
+def test_plugin_that_cannot_be_created_there_fails(tmp_path: Path) -> None:
+    write_module(tmp_path)
+    config = config_for(tmp_path, {"audit": {}, "picky": {}})
+    config["hookgate_settings"]["plugins"]["picky"] = "pid_recorder:ProxyOnly"
+
+    with running_proxy(config, workdir=tmp_path) as proxy:
+        report = status(proxy.base_url)
+
+    picky = next(plugin for plugin in report["plugins"] if plugin["name"] == "picky")
+    assert picky["status"] == "failed"
+    assert picky["error"] == ("in the logger process: registering pid_recorder:ProxyOnly "
+                              "failed: RuntimeError: this plugin runs in the proxy only")
+    assert report["logger_process"]["plugins"] == ["audit"]
+
+
 def test_required_plugin_failing_there_stops_startup(tmp_path: Path) -> None:
     write_module(tmp_path)
     config = config_for(tmp_path, {"audit": {"fail": True, "required": True}})
@@ -347,7 +371,7 @@ def test_proxy_restarts_its_logger_process(tmp_path: Path) -> None:
     assert "shutdown complete: every event delivered and every logger flushed" in logs
 
 
-def test_shutdown_stays_within_its_deadline_when_the_logger_process_hangs(
+def test_hung_process_keeps_shutdown_deadline(
         tmp_path: Path) -> None:
     write_module(tmp_path)
     config = config_for(tmp_path, {"audit": {}}, shutdown_timeout=2)

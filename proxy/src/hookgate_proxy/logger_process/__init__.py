@@ -11,7 +11,7 @@ from hookgate_proxy.logger_process.client import LoggerProcess, LoggerProcessErr
 from hookgate_proxy.logger_process.dispatch import SplitDispatcher
 
 EventDispatcher = Dispatcher | SplitDispatcher
-"""What the proxy's routes submit events to: with or without a logger process."""
+"""The dispatcher type the proxy's routes submit events to, with or without a logger process."""
 
 __all__ = ["EventDispatcher", "LoggerProcess", "LoggerProcessError", "PluginSpec",
            "SplitDispatcher"]

@@ -24,6 +24,7 @@ import orjson
 
 from hookgate_proxy.logger_process.protocol import (
     CONTROL,
+    FRAME_HEADER,
     MAX_FRAME,
     FrameError,
     control_frame,
@@ -58,7 +59,7 @@ WRITE_THRESHOLD = 256 * 1024
 
 
 class LoggerProcessError(RuntimeError):
-    """The logger process could not be started or did not answer its setup."""
+    """The logger process failed to start or sent no ready message in time."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class PluginSpec:
 
 @dataclass
 class Ready:
-    """The logger process's answer to the setup."""
+    """The ready message the logger process sends after setting up its plugins."""
 
     pid: int
     records: dict[str, dict[str, Any]]
@@ -149,9 +150,9 @@ class LoggerProcess:
     # Lifecycle
 
     async def start(self, timeout: float) -> Ready:
-        """Start the process, send it the plugins and wait for its answer.
+        """Start the process, send it the plugins and wait for its ready message.
 
-        Raises LoggerProcessError if it exits or does not answer within `timeout`.
+        Raises LoggerProcessError if it exits or sends none within `timeout`.
         """
         self._loop = asyncio.get_running_loop()
         self._start_timeout = timeout
@@ -175,13 +176,20 @@ class LoggerProcess:
             frame = await asyncio.wait_for(read_frame(reader), timeout)
         except (asyncio.TimeoutError, FrameError) as error:
             self._kill()
-            reason = (f"did not answer within {timeout:g} s" if isinstance(
+            self._writer.close()
+            reason = (f"sent no ready message within {timeout:g} s" if isinstance(
                 error, asyncio.TimeoutError) else f"sent an invalid frame: {error}")
             raise LoggerProcessError(f"the logger process {reason}") from None
         if frame is None or frame[0] != CONTROL:
-            code = self._process.wait(timeout=5)
+            self._writer.close()
+            try:
+                code: int | None = await asyncio.get_running_loop().run_in_executor(
+                    None, self._process.wait, 5.0)
+            except subprocess.TimeoutExpired:
+                self._kill()
+                code = None
             raise LoggerProcessError(f"the logger process exited during setup with code {code}; "
-                                     "its log lines above say why")
+                                     "its log lines above give the reason")
         message = orjson.loads(frame[1])
         ready = Ready(message["pid"], message["records"], message["categories"])
         self.active = sorted(name for name, record in ready.records.items()
@@ -250,7 +258,7 @@ class LoggerProcess:
         if writer is None or self.exited is not None or self._closing:
             return False
         frame = event_frame(names, body)
-        if len(frame) > MAX_FRAME:
+        if len(frame) - FRAME_HEADER > MAX_FRAME:
             return False
         if self._pending_bytes + writer.transport.get_write_buffer_size() + len(frame) \
                 > self.buffer_limit:

@@ -118,10 +118,10 @@ class SplitDispatcher:
                 for group in CATEGORIES}
 
     def stats(self) -> dict[str, PluginStats]:
-        """Counters of every active plugin; the logger process's are up to 0.5 s old.
+        """Return the counters of every active plugin, the logger process's up to 0.5 s old.
 
         The counters of a logger process that died are kept and added, so they never
-        go down; events that it had read but not delivered are in none of them.
+        go down. Events that it had read but not delivered are in none of them.
         """
         stats = self.local.stats()
         reports = self.process.reports.stats
@@ -167,8 +167,8 @@ class SplitDispatcher:
         report, reply = await asyncio.gather(self.local.close(timeout),
                                              self.process.close(timeout))
         if reply is None:
-            # No report: the last counters say what was still queued, and nothing says
-            # whether the plugins flushed.
+            # No shutdown report: the last counters give the backlog, and whether the
+            # plugins flushed is unknown.
             last = self.process.reports.stats
             for name in sorted(self._remote):
                 backlog = int((last.get(name) or {}).get("backlog", 0))

@@ -6,8 +6,8 @@ A frame is a 4-byte big-endian length, then that many bytes: one kind byte and a
   event, comma-separated, a newline, then the event as JSON.
 - `C` (control, both ways): one JSON object with an `op` field.
 
-Events carry no kind of reply, so the proxy never waits on the logger process in
-the request path. Control messages are few: the setup and its answer, periodic
+No reply follows an event, so the request path sends and returns without waiting
+for the logger process. Control messages are few: the setup and its answer, periodic
 counters, drain, and close.
 """
 
@@ -25,6 +25,7 @@ from hookgate import CallEvent
 __all__ = [
     "CONTROL",
     "EVENT",
+    "FRAME_HEADER",
     "MAX_FRAME",
     "FrameError",
     "control_frame",
@@ -40,6 +41,8 @@ MAX_FRAME = 64 * 1024 * 1024
 """The largest frame either side accepts; an event over it is dropped and counted."""
 
 _LENGTH = struct.Struct(">I")
+FRAME_HEADER = _LENGTH.size
+"""Bytes of the length prefix in front of every frame."""
 
 
 class FrameError(ValueError):

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from hookgate import Dispatcher, LaneSettings, PluginLoadError, PluginRegistry, PluginStatus
+from hookgate import Dispatcher, LaneSettings, PluginRegistry, PluginStatus
 from hookgate.ratelimit import RateLimitedLog
 from hookgate_proxy.gc_tuning import tune_for_serving
 from hookgate_proxy.logger_process.protocol import (
@@ -85,29 +85,31 @@ class LoggerWorker:
         self.shutdown_timeout = float(message["shutdown_timeout"])
 
         lanes = {}
+        unregistered: dict[str, str] = {}
         for plugin in message["plugins"]:
             name = plugin["name"]
+            lanes[name] = LaneSettings(**plugin["lanes"])
             if plugin.get("target"):
                 try:
                     self.registry.register(import_target(plugin["target"]), name)
-                except (ImportError, AttributeError, PluginLoadError) as error:
-                    logger.error("plugin %s: cannot register %s: %s", name, plugin["target"],
-                                 error)
-                except Exception as error:  # any error in the plugin's own code
-                    logger.error("plugin %s: creating %s raised %s: %s", name,
-                                 plugin["target"], type(error).__name__, error)
+                except Exception as error:  # an import error or the plugin's own code
+                    unregistered[name] = (f"registering {plugin['target']} failed: "
+                                          f"{type(error).__name__}: {error}")
+                    logger.error("plugin %s: %s", name, unregistered[name])
+                    continue
             await self.registry.setup(name, plugin["settings"])
-            lanes[name] = LaneSettings(**plugin["lanes"])
 
         self.dispatcher = Dispatcher(self.registry, lanes, backlog=int(message["backlog"]),
                                      hook_timeout=float(message["hook_timeout"]))
         await self.dispatcher.start()
-        records = {}
+        records: dict[str, dict[str, str | None]] = {}
         for name in lanes:
             record = self.registry.record(name)
-            records[name] = ({"status": record.status.value, "error": record.error}
-                             if record is not None
-                             else {"status": PluginStatus.FAILED.value, "error": "not found"})
+            if record is None or name in unregistered:
+                records[name] = {"status": PluginStatus.FAILED.value,
+                                 "error": unregistered.get(name, "not found")}
+            else:
+                records[name] = {"status": record.status.value, "error": record.error}
         if message.get("gc_tuning", True):
             tune_for_serving()
         self.send({"op": "ready", "pid": os.getpid(), "records": records,
@@ -149,7 +151,7 @@ class LoggerWorker:
         self.dispatcher.submit(event, disabled)
 
     async def control(self, message: Mapping[str, Any]) -> bool:
-        """Answer one control message. Returns False when the process should stop."""
+        """Handle one control message. Returns False when the process should stop."""
         assert self.dispatcher is not None
         op = message.get("op")
         if op == "drain":
